@@ -1,0 +1,1 @@
+"""actors layer (see ARCHITECTURE.md)."""

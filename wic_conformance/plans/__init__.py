@@ -1,0 +1,1 @@
+"""plans layer (see ARCHITECTURE.md)."""

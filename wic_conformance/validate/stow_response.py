@@ -1,0 +1,3 @@
+"""Checks (being written)."""
+
+from __future__ import annotations

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 class Needs(str, Enum):
     """What an exchange must carry for a check to apply."""
 
-    REQUEST = "request"  # an HTTP request (method and URL)
+    REQUEST = "request"  # an HTTP request, or at least its headers and body (a bare multipart body)
+    REQUEST_LINE = "request_line"  # a request with its method and URL
     RESPONSE = "response"  # an HTTP response
     METADATA = "metadata"  # at least one DICOM JSON/XML document (request part or file)
     INSTANCES = "instances"  # at least one PS3.10 instance (request part, file or retrieved)
@@ -159,7 +160,9 @@ class CheckContext:
     def has(self, exchange: Exchange, need: Needs) -> bool:
         """Return whether ``exchange`` satisfies ``need``."""
         if need is Needs.REQUEST:
-            return exchange.request is not None and bool(exchange.request.method)
+            return exchange.request is not None
+        if need is Needs.REQUEST_LINE:
+            return exchange.request is not None and bool(exchange.request.method and exchange.request.url)
         if need is Needs.RESPONSE:
             return exchange.response is not None
         if need is Needs.METADATA:

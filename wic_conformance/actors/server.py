@@ -1,0 +1,169 @@
+"""Run an ASGI application with uvicorn on loopback, in a background thread or in the foreground.
+
+Handler exceptions never kill the server: :class:`ErrorCapture` answers them
+with HTTP 500 naming the cause, logs them, and keeps them so that a test can
+re-raise them in its own thread (:meth:`AsgiServer.check_errors`), the way
+pytest-httpserver's ``check_handler_errors`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import uvicorn
+
+__all__ = ["AsgiServer", "ErrorCapture"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ErrorCapture:
+    """ASGI middleware: an unhandled exception becomes a 500 response and a stored error."""
+
+    def __init__(self, app: AsgiApp) -> None:
+        self.app = app
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("unhandled error while serving %s %s", scope.get("method"), scope.get("path"))
+            with self._lock:
+                self.errors.append(exc)
+            if not started:
+                body = f"internal error: {type(exc).__name__}: {exc}".encode()
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+
+    def take(self) -> list[BaseException]:
+        """Return and forget the stored errors."""
+        with self._lock:
+            errors, self.errors = self.errors, []
+        return errors
+
+
+class AsgiServer:
+    """A uvicorn server bound to ``host`` (loopback by default) and ``port`` (0 = any free port).
+
+    Parameters
+    ----------
+    app : ASGI application
+        Wrapped in :class:`ErrorCapture`.
+    host, port : str, int
+        Where to listen; tests always use 127.0.0.1 and port 0.
+    ssl_certfile, ssl_keyfile : str, optional
+        Serve HTTPS.
+    """
+
+    def __init__(
+        self,
+        app: AsgiApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        timeout_keep_alive: int = 5,
+        h11_max_incomplete_event_size: int = 64 * 1024,
+    ) -> None:
+        self.capture = ErrorCapture(app)
+        self.host = host
+        self._requested_port = port
+        self._ssl = (ssl_certfile, ssl_keyfile)
+        self._config_kwargs = {"timeout_keep_alive": timeout_keep_alive,
+                               "h11_max_incomplete_event_size": h11_max_incomplete_event_size}
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """Return the base URL (scheme, host and bound port)."""
+        scheme = "https" if self._ssl[0] else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def _make(self) -> uvicorn.Server:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._requested_port))
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.capture, log_level="warning", lifespan="off", access_log=False,
+            ssl_certfile=self._ssl[0], ssl_keyfile=self._ssl[1], **self._config_kwargs,  # type: ignore[arg-type]
+        )
+        return uvicorn.Server(config)
+
+    def start(self, timeout: float = 10.0) -> AsgiServer:
+        """Start serving in a daemon thread; return once the socket accepts connections."""
+        if self._thread is not None:
+            return self
+        self._server = self._make()
+        server, sock = self._server, self._socket
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                                        name=f"asgi-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on {self.url} did not start")
+            time.sleep(0.005)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (the command-line use)."""
+        self._server = self._make()
+        self._server.run(sockets=[self._socket])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the thread to end."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._socket is not None:
+            self._socket.close()
+        self._thread = None
+        self._server = None
+        self._socket = None
+
+    def check_errors(self) -> None:
+        """Re-raise, in the caller's thread, the errors handlers raised since the last call."""
+        errors = self.capture.take()
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup("errors raised inside request handlers", errors)  # type: ignore[type-var]
+
+    def __enter__(self) -> AsgiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -123,11 +123,19 @@ _KIND_BY_TYPE = {
 }
 
 
-def parse_stow_request(request: Request, *, policy: Strictness = Strictness.LENIENT) -> StowRequest:
+def parse_stow_request(
+    request: Request,
+    *,
+    policy: Strictness = Strictness.LENIENT,
+    spool_dir: str | None = None,
+    max_parts: int = 10_000,
+    max_header_bytes: int = 16_384,
+) -> StowRequest:
     """Decode a STOW-RS request: target, Content-Type, parts, metadata and instances.
 
     Never raises for bad input.  A BulkDataURI is resolved only against the
-    Content-Location of this request's parts; nothing is ever fetched.
+    Content-Location of this request's parts; nothing is ever fetched.  The
+    keyword limits are passed to the multipart decoder.
     """
     deviations: list[Deviation] = []
     target = parse_stow_target(request.url)
@@ -139,7 +147,8 @@ def parse_stow_request(request: Request, *, policy: Strictness = Strictness.LENI
     ctype = mt.parse_media_type(raw_ct)
     if not ctype.is_(mt.MULTIPART_RELATED):
         return StowRequest(target, ctype, StowKind.UNKNOWN, None, deviations=tuple(deviations))
-    result = decode_multipart(request.body, ctype, policy=policy)
+    result = decode_multipart(request.body, ctype, policy=policy, spool_dir=spool_dir, max_parts=max_parts,
+                              max_header_bytes=max_header_bytes)
     root = ctype.root_type
     first_ct = result.parts[0].content_type if result.parts else None
     kind_source = root if root is not None and root.essence != "/" else first_ct

@@ -106,6 +106,10 @@ class CheckContext:
             self._cache[ck] = make()
         return self._cache[ck]
 
+    def seed(self, exchange: Exchange, key: str, value: Any) -> None:
+        """Provide an already-parsed view (e.g. the ``"stow_request"`` an actor decoded) to avoid decoding twice."""
+        self._cache[(exchange.id, key)] = value
+
     def stow_request(self, exchange: Exchange) -> Any:
         """Return the parsed STOW-RS request (:class:`~wic_conformance.dicomweb.stow.StowRequest`) or None."""
         if exchange.request is None:

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from wic_conformance import __version__
 from wic_conformance.catalogue import Catalogue, default_catalogue, load_profile
 from wic_conformance.dicomweb.deviation import Strictness
-from wic_conformance.errors import WicConformanceError
+from wic_conformance.errors import UsageError, WicConformanceError
 from wic_conformance.findings import Severity
 
 __all__ = ["main"]
@@ -47,6 +47,10 @@ def _cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         options["part10_instance_conforms_to_iod_dicom_validator"] = {"standard_path": args.standard}
     ctx = CheckContext(catalogue=_catalogue(args.rules), options=options,
                        policy=Strictness.STRICT if args.strict else Strictness.LENIENT)
+    if args.fixtures is not None:
+        return _validate_fixtures(args, ctx, out)
+    if not args.paths:
+        raise UsageError("give at least one PATH, or --fixtures")
     kind = FileKind(args.kind) if args.kind else None
     several = len(args.paths) > 1
     findings: list[dict[str, Any]] = []
@@ -82,6 +86,37 @@ def _cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     if tool_errors:
         return 2
     return 1 if summary["errors"] else 0
+
+
+def _validate_fixtures(args: argparse.Namespace, ctx: Any, out: TextIO) -> int:
+    from wic_conformance.model.fixtures import FixtureIndex
+    from wic_conformance.validate.fixture_check import judge_fixtures
+
+    index = FixtureIndex.load(args.fixtures or None)
+    verdicts = judge_fixtures(index, ctx=ctx)
+    report = []
+    for v in verdicts:
+        label = "good" if v.valid else "broken: " + ", ".join(v.expected)
+        state = "ok  " if v.agrees else "FAIL"
+        detail = ""
+        if v.tool_errors:
+            detail = "; check errors: " + "; ".join(v.tool_errors)
+        elif v.valid and v.errors:
+            detail = "; unexpected: " + "; ".join(f"{f.requirement} {f.message}" for f in v.errors[:3])
+        elif not v.valid and v.missing:
+            detail = "; no finding for " + ", ".join(v.missing)
+        report.append({"fixture": v.key, "label": label, "agrees": v.agrees,
+                       "found": sorted(v.found), "missing": list(v.missing),
+                       "errors": [f.to_dict() for f in v.errors], "tool_errors": list(v.tool_errors)})
+        if args.format == "text":
+            out.write(f"{state} {v.key:40} ({label}){detail}\n")
+    bad = sum(not v.agrees for v in verdicts)
+    if args.format == "json":
+        json.dump({"fixtures": report, "summary": {"judged": len(verdicts), "disagreeing": bad}}, out, indent=2)
+        out.write("\n")
+    else:
+        out.write(f"{len(verdicts)} fixtures judged from {index.root}, {bad} disagree with their labels\n")
+    return 1 if bad else 0
 
 
 def _print_text(findings: list[dict[str, Any]], summary: dict[str, int],
@@ -141,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     val = sub.add_parser("validate", help="judge files offline")
-    val.add_argument("paths", nargs="+", metavar="PATH")
+    val.add_argument("paths", nargs="*", metavar="PATH")
+    val.add_argument("--fixtures", nargs="?", const="", default=None, metavar="DIR",
+                     help="judge every fixture of DIR/index.json (default: ./fixtures) against its label")
     val.add_argument("--kind", choices=["part10", "json", "xml", "http", "har", "multipart"],
                      help="the kind of every PATH (default: detected)")
     val.add_argument("--content-type", help="Content-Type of a bare multipart body")

@@ -125,7 +125,7 @@ class Finding(AssertionError):
         return f"{type(self).__name__}({self.requirement!r}, {self.message!r}, location={self.location!r})"
 
 
-class FindingGroup(ExceptionGroup):  # type: ignore[type-arg]
+class FindingGroup(ExceptionGroup[Finding]):
     """Several findings raised together by one check."""
 
     @property

@@ -127,6 +127,7 @@ class AsgiServer:
             return self
         self._server = self._make()
         server, sock = self._server, self._socket
+        assert sock is not None
         self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                                         name=f"asgi-{self.port}", daemon=True)
         self._thread.start()
@@ -139,8 +140,9 @@ class AsgiServer:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (the command-line use)."""
-        self._server = self._make()
-        self._server.run(sockets=[self._socket])
+        server = self._server = self._make()
+        assert self._socket is not None
+        server.run(sockets=[self._socket])
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving and wait for the thread to end."""

@@ -80,13 +80,13 @@ def parse_http_message(data: bytes, *, default_scheme: str = "http") -> HttpMess
         if not raw.strip():
             continue
         if raw[:1] in (b" ", b"\t") and pairs:  # obs-fold: join to the previous header
-            name, value = pairs[-1]
-            pairs[-1] = (name, f"{value} {raw.strip().decode('latin-1')}")
+            prev_name, prev_value = pairs[-1]
+            pairs[-1] = (prev_name, f"{prev_value} {raw.strip().decode('latin-1')}")
             continue
-        name, sep, value = raw.partition(b":")
-        if not sep or not name.strip():
+        raw_name, sep, raw_value = raw.partition(b":")
+        if not sep or not raw_name.strip():
             raise UsageError(f"not an HTTP header line: {raw[:60]!r}")
-        pairs.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
+        pairs.append((raw_name.strip().decode("latin-1"), raw_value.strip().decode("latin-1")))
     headers = Headers(tuple(pairs))
     if (headers.get("transfer-encoding") or "").lower().endswith("chunked"):
         body = dechunk(body)

@@ -14,13 +14,14 @@ from urllib.parse import unquote, urlsplit
 
 from wic_conformance.dicomweb import media_types as mt
 from wic_conformance.dicomweb.deviation import Deviation, Strictness
-from wic_conformance.dicomweb.exchange import Request
+from wic_conformance.dicomweb.exchange import Body, Headers, Request
 from wic_conformance.dicomweb.metadata import MetadataDocument, parse_metadata
 from wic_conformance.dicomweb.multipart import MultipartResult, Part, decode_multipart
 from wic_conformance.dicomweb.part10 import Part10Instance, read_part10
 
 __all__ = [
     "StowKind",
+    "build_stow_request",
     "StowRequest",
     "StowTarget",
     "parse_stow_request",
@@ -174,3 +175,31 @@ def parse_stow_request(
             bulk.append(part)
     return StowRequest(target, ctype, kind, result, tuple(metadata), tuple(instances), tuple(bulk),
                        tuple(deviations))
+
+
+def build_stow_request(
+    *,
+    base_url: str,
+    root_type: str,
+    parts: list[tuple[dict[str, str], bytes]],
+    study_uid: str | None = None,
+    accept: str | None = mt.APPLICATION_DICOM_JSON,
+    boundary: str | None = None,
+    extra_headers: dict[str, str] | None = None,
+) -> Request:
+    """Build a STOW-RS request byte for byte: ``POST {base}/studies[/{study}]`` with a multipart/related body.
+
+    ``parts`` are (part headers, part body) in order; the root part comes first.
+
+    References
+    ----------
+    PS3.18 §10.5.1 (request), §8.6.1.2 (multipart payload).
+    """
+    from wic_conformance.dicomweb.multipart import encode_multipart
+
+    content_type, body = encode_multipart(parts, root_type=root_type, boundary=boundary)
+    headers: dict[str, str] = {"Content-Type": content_type, "Content-Length": str(len(body))}
+    if accept is not None:
+        headers["Accept"] = accept
+    headers.update(extra_headers or {})
+    return Request("POST", stow_url(base_url, study_uid), Headers.of(headers), Body.of(body))

@@ -112,21 +112,21 @@ class CheckContext:
 
     def stow_request(self, exchange: Exchange) -> Any:
         """Return the parsed STOW-RS request (:class:`~wic_conformance.dicomweb.stow.StowRequest`) or None."""
-        if exchange.request is None:
+        request = exchange.request
+        if request is None:
             return None
         from wic_conformance.dicomweb.stow import parse_stow_request
 
-        return self._cached(exchange, "stow_request",
-                            lambda: parse_stow_request(exchange.request, policy=self.policy))
+        return self._cached(exchange, "stow_request", lambda: parse_stow_request(request, policy=self.policy))
 
     def store_response(self, exchange: Exchange) -> Any:
         """Return the parsed Store Instances Response (:mod:`~wic_conformance.dicomweb.store_response`)."""
-        if exchange.response is None:
+        response = exchange.response
+        if response is None:
             return None
         from wic_conformance.dicomweb.store_response import parse_store_response
 
-        return self._cached(exchange, "store_response",
-                            lambda: parse_store_response(exchange.response, policy=self.policy))
+        return self._cached(exchange, "store_response", lambda: parse_store_response(response, policy=self.policy))
 
     def metadata(self, exchange: Exchange) -> list[MetadataDocument]:
         """Return every metadata document: request metadata parts, then standalone documents."""

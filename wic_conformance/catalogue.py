@@ -11,7 +11,7 @@ Profile format::
 
     rules:
       WIC-CA-003: {enabled: false}
-      STOW-PAY-014: {severity: info}
+      WIC-CA-004: {severity: error}
     checks:
       wic_content_has_critical_attributes: {require: [WIC-CA-001, WIC-CA-002]}
 """

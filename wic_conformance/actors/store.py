@@ -1,0 +1,676 @@
+"""The simulated Image Manager's storage: Part-10 files on disk plus an SQLite index.
+
+Files live under ``root/instances/{study}/{series}/{sop}.dcm``; the index
+``root/index.sqlite3`` (WAL mode) holds one row per instance with the main
+identifying attributes and the instance metadata as DICOM JSON without bulk data,
+which QIDO-RS matching and WADO-RS metadata are served from.
+
+A store is safe for concurrent use from several threads (one SQLite connection per
+thread; writes serialised by SQLite's write lock).  Storing is atomic: the bytes go to
+a temporary file first, and the file is moved into place and the index row written in
+one index transaction; if anything fails, both are rolled back, so no half-stored
+instance can be seen.  Leftovers of a crash (temporary files, files without a row,
+rows without a file) are cleared when the store is opened again.
+
+References
+----------
+DICOM PS3.18 §10.5 (Store transaction), §10.6 (Search transaction), §10.4 (Retrieve transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from pydicom import Dataset
+from pydicom.multival import MultiValue
+
+from wic_conformance.dicomweb.qido import MatchKind, QidoQuery, QueryLevel, is_bulk_data, matches, to_result
+from wic_conformance.dicomweb.qido import without_bulk_data as _without_bulk_data
+from wic_conformance.errors import UsageError
+
+try:  # POSIX: one store per root at a time
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["DuplicatePolicy", "InstanceStore", "PutResult", "StoredRef", "UnstorableInstanceError"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_VERSION = 1
+_SAFE_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+
+# column name -> (SQL type, source keyword or None for a computed column)
+_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("sop_instance_uid", "TEXT PRIMARY KEY", "SOPInstanceUID"),
+    ("study_instance_uid", "TEXT NOT NULL", "StudyInstanceUID"),
+    ("series_instance_uid", "TEXT NOT NULL", "SeriesInstanceUID"),
+    ("patient_id", "TEXT", "PatientID"),
+    ("patient_name", "TEXT", "PatientName"),
+    ("patient_birth_date", "TEXT", "PatientBirthDate"),
+    ("patient_sex", "TEXT", "PatientSex"),
+    ("accession_number", "TEXT", "AccessionNumber"),
+    ("study_date", "TEXT", "StudyDate"),
+    ("study_time", "TEXT", "StudyTime"),
+    ("study_description", "TEXT", "StudyDescription"),
+    ("study_id", "TEXT", "StudyID"),
+    ("referring_physician_name", "TEXT", "ReferringPhysicianName"),
+    ("modality", "TEXT", "Modality"),
+    ("series_number", "INTEGER", "SeriesNumber"),
+    ("series_description", "TEXT", "SeriesDescription"),
+    ("sop_class_uid", "TEXT", "SOPClassUID"),
+    ("instance_number", "INTEGER", "InstanceNumber"),
+    ("rows", "INTEGER", "Rows"),
+    ("columns", "INTEGER", "Columns"),
+    ("number_of_frames", "INTEGER", "NumberOfFrames"),
+    ("transfer_syntax_uid", "TEXT", None),
+    ("size", "INTEGER NOT NULL", None),
+    ("sha256", "TEXT NOT NULL", None),
+    ("stored_at", "TEXT NOT NULL", None),
+    ("path", "TEXT NOT NULL", None),
+    ("metadata", "TEXT NOT NULL", None),
+    ("bulk_data", "TEXT NOT NULL", None),
+)
+_COLUMN_NAMES = tuple(name for name, _, _ in _COLUMNS)
+_INTEGER_COLUMNS = frozenset(name for name, sql, _ in _COLUMNS if sql.startswith("INTEGER"))
+
+_UID_COLUMNS = {
+    0x0020000D: "study_instance_uid",
+    0x0020000E: "series_instance_uid",
+    0x00080018: "sop_instance_uid",
+    0x00080016: "sop_class_uid",
+}
+
+# Studies in the order they were first stored, then series and instance numbers.
+_ORDER = (
+    "ORDER BY (SELECT MIN(f.rowid) FROM instances AS f WHERE f.study_instance_uid = i.study_instance_uid),"
+    " i.study_instance_uid, i.series_number IS NULL, i.series_number, i.series_instance_uid,"
+    " i.instance_number IS NULL, i.instance_number, i.sop_instance_uid"
+)
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+class UnstorableInstanceError(ValueError):
+    """The dataset cannot be stored: a Study, Series or SOP Instance UID is missing or unusable."""
+
+
+class DuplicatePolicy(StrEnum):
+    """What :meth:`InstanceStore.put` does with an instance whose SOP Instance UID is already stored."""
+
+    REJECT = "reject"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """The outcome of :meth:`InstanceStore.put`.
+
+    Attributes
+    ----------
+    stored : bool
+        Whether the new bytes were stored (``False`` for a rejected duplicate).
+    replaced : bool
+        Whether an instance with the same SOP Instance UID was replaced.
+    path : Path
+        Where the instance with this SOP Instance UID now lives (the old one if rejected).
+    """
+
+    stored: bool
+    replaced: bool
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRef:
+    """One stored instance, as the index knows it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str | None
+    transfer_syntax_uid: str | None
+    series_number: int | None
+    instance_number: int | None
+    path: Path
+    size: int
+    sha256: str
+    stored_at: str
+
+
+#: Gives the BulkDataURI of a bulk data attribute (tag) of a stored instance, for WADO-RS metadata.
+BulkDataUriBuilder = Callable[[StoredRef, int], str]
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
+
+
+def _integer(ds: Dataset, keyword: str) -> int | None:
+    text = _text(ds, keyword)
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    value = _text(ds, keyword)
+    if not value:
+        raise UnstorableInstanceError(f"the dataset has no {keyword}")
+    if not _SAFE_UID.fullmatch(value):
+        raise UnstorableInstanceError(f"{keyword} {value!r} cannot name a file")
+    return value
+
+
+def _metadata_json(ds: Dataset) -> str:
+    meta = _without_bulk_data(ds)
+    try:
+        doc = meta.to_json_dict()
+    except Exception as exc:  # invalid values: keep the rest, say so
+        log.warning("metadata of %s has attributes that do not convert to DICOM JSON (%s); they are left out "
+                    "of the index", ds.get("SOPInstanceUID"), exc)
+        doc = meta.to_json_dict(suppress_invalid_tags=True)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def _bulk_json(ds: Dataset) -> str:
+    bulk = [{"tag": f"{int(e.tag):08X}", "vr": str(e.VR)} for e in ds if is_bulk_data(e)]
+    return json.dumps(bulk)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class InstanceStore:
+    """Part-10 instances on disk with an SQLite index, for the simulated Image Manager.
+
+    Parameters
+    ----------
+    root : Path or None
+        The store's folder; reopening the same folder finds everything stored before.
+        ``None`` makes a temporary folder that :meth:`close` removes.
+
+    Raises
+    ------
+    UsageError
+        If another open store holds ``root``, or the index has an unknown schema version.
+
+    Examples
+    --------
+    >>> with InstanceStore(None) as store:  # doctest: +SKIP
+    ...     store.put(ds, part10_bytes, on_duplicate=DuplicatePolicy.REJECT)
+
+    References
+    ----------
+    PS3.18 §10.5 (Store), §10.6 (Search), §10.4 (Retrieve).
+    """
+
+    def __init__(self, root: Path | None) -> None:
+        self._temporary = root is None
+        self._root = Path(tempfile.mkdtemp(prefix="wic-store-")) if root is None else Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._instances = self._root / "instances"
+        self._instances.mkdir(exist_ok=True)
+        self._db_path = self._root / "index.sqlite3"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        self._lock_file: IO[bytes] | None = None
+        try:
+            self._acquire_root()
+            self._create_schema()
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """Return the store's folder."""
+        return self._root
+
+    def close(self) -> None:
+        """Close the index connections; remove the folder if it was temporary.  Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        if self._temporary:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> InstanceStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _acquire_root(self) -> None:
+        self._lock_file = open(self._root / ".lock", "wb")  # noqa: SIM115 - held until close()
+        if fcntl is None:  # pragma: no cover - Windows
+            return
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(f"another open InstanceStore holds {self._root}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise UsageError("the InstanceStore is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    raise UsageError("the InstanceStore is closed")
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _transaction(self, kind: str = "DEFERRED") -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        conn.execute(f"BEGIN {kind}")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _create_schema(self) -> None:
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode = WAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise UsageError(f"{self._db_path} has index schema version {version}; this toolkit knows "
+                             f"{_SCHEMA_VERSION}")
+        columns = ", ".join(f"{_q(name)} {sql}" for name, sql, _ in _COLUMNS)
+        with self._transaction("IMMEDIATE") as tx:
+            tx.execute(f"CREATE TABLE IF NOT EXISTS instances ({columns})")
+            tx.execute("CREATE INDEX IF NOT EXISTS instances_study ON instances "
+                       "(study_instance_uid, series_instance_uid)")
+            tx.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    def _recover(self) -> None:
+        """Clear what a crash left: temporary files, backups, files without rows, rows without files."""
+        with self._transaction("IMMEDIATE") as tx:
+            rows = {r["path"]: (r["sop_instance_uid"], r["sha256"])
+                    for r in tx.execute("SELECT path, sop_instance_uid, sha256 FROM instances")}
+            for path in sorted(self._instances.rglob("*")):
+                if not path.is_file():
+                    continue
+                if path.name.endswith(".tmp"):
+                    log.warning("removing unfinished temporary file %s", path)
+                    path.unlink()
+                elif path.name.endswith(".dcm.bak"):
+                    self._recover_backup(path, rows)
+            for path in sorted(self._instances.rglob("*.dcm")):
+                rel = path.relative_to(self._root).as_posix()
+                if rel not in rows:
+                    log.warning("removing %s: no index row refers to it", path)
+                    path.unlink()
+            for rel, (sop, _sha) in rows.items():
+                if not (self._root / rel).is_file():
+                    log.warning("dropping index row of %s: its file %s is missing", sop, rel)
+                    tx.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (sop,))
+
+    def _recover_backup(self, backup: Path, rows: dict[str, tuple[str, str]]) -> None:
+        final = backup.with_name(backup.name.removesuffix(".bak"))
+        row = rows.get(final.relative_to(self._root).as_posix())
+        if row is not None and not (final.is_file() and _sha256_file(final) == row[1]) \
+                and _sha256_file(backup) == row[1]:
+            log.warning("restoring %s from its backup", final)
+            os.replace(backup, final)
+        else:
+            backup.unlink()
+
+    # --- storing --------------------------------------------------------------------------------
+
+    def _row(self, ds: Dataset, data: bytes, path: Path) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for name, _sql, keyword in _COLUMNS:
+            if keyword is None:
+                continue
+            row[name] = _integer(ds, keyword) if name in _INTEGER_COLUMNS else _text(ds, keyword)
+        meta = getattr(ds, "file_meta", None)
+        row["transfer_syntax_uid"] = _text(meta, "TransferSyntaxUID") if meta is not None else None
+        row["size"] = len(data)
+        row["sha256"] = hashlib.sha256(data).hexdigest()
+        row["stored_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+        row["path"] = path.relative_to(self._root).as_posix()
+        row["metadata"] = _metadata_json(ds)
+        row["bulk_data"] = _bulk_json(ds)
+        return row
+
+    def _insert_row(self, conn: sqlite3.Connection, row: dict[str, Any], rowid: int | None) -> None:
+        """Insert one index row (keeping ``rowid`` when replacing, so the study keeps its place)."""
+        names = ("rowid", *_COLUMN_NAMES)
+        values = (rowid, *(row[name] for name in _COLUMN_NAMES))
+        placeholders = ", ".join("?" for _ in names)
+        sql = f"INSERT INTO instances ({', '.join(_q(n) for n in names)}) VALUES ({placeholders})"
+        conn.execute(sql, values)
+
+    @staticmethod
+    def _write_temp(folder: Path, sop: str, data: bytes) -> Path:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{sop}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
+
+    def put(self, ds: Dataset, data: bytes, *, on_duplicate: DuplicatePolicy) -> PutResult:
+        """Store one instance atomically.
+
+        Parameters
+        ----------
+        ds : Dataset
+            The instance, as parsed from ``data`` (its ``file_meta`` gives the transfer syntax).
+        data : bytes
+            The Part-10 bytes exactly as received; they are stored unchanged.
+        on_duplicate : DuplicatePolicy
+            What to do when the SOP Instance UID is already stored.
+
+        Returns
+        -------
+        PutResult
+
+        Raises
+        ------
+        UnstorableInstanceError
+            If the Study, Series or SOP Instance UID is missing or cannot name a file.
+        UsageError
+            If the store is closed.
+
+        References
+        ----------
+        PS3.18 §10.5 (Store transaction).
+        """
+        policy = DuplicatePolicy(on_duplicate)
+        study, series, sop = (
+            _uid(ds, keyword) for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        )
+        if policy is DuplicatePolicy.REJECT:
+            existing_path = self._path_of(sop)
+            if existing_path is not None:
+                return PutResult(stored=False, replaced=False, path=existing_path)
+        final = self._instances / study / series / f"{sop}.dcm"
+        row = self._row(ds, data, final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = self._write_temp(final.parent, sop, data)
+        backup: Path | None = None
+        placed = False
+        old_path: Path | None = None
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                existing = conn.execute(
+                    "SELECT rowid, path FROM instances WHERE sop_instance_uid = ?", (sop,)
+                ).fetchone()
+                if existing is not None and policy is DuplicatePolicy.REJECT:
+                    conn.execute("ROLLBACK")
+                    return PutResult(stored=False, replaced=False, path=self._root / existing["path"])
+                rowid = None
+                if existing is not None:
+                    rowid = existing["rowid"]
+                    old_path = self._root / existing["path"]
+                    conn.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (sop,))
+                if final.exists():  # the replaced instance, or a file a crash left without a row
+                    backup = final.with_name(final.name + ".bak")
+                    os.replace(final, backup)
+                os.replace(temp, final)
+                placed = True
+                self._insert_row(conn, row, rowid)
+                conn.execute("COMMIT")
+            except BaseException:
+                if placed:
+                    final.unlink(missing_ok=True)
+                if backup is not None:
+                    os.replace(backup, final)
+                    backup = None
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        finally:
+            temp.unlink(missing_ok=True)
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+        if old_path is not None and old_path != final:
+            old_path.unlink(missing_ok=True)
+        return PutResult(stored=True, replaced=old_path is not None, path=final)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _path_of(self, sop: str) -> Path | None:
+        row = self._connect().execute(
+            "SELECT path FROM instances WHERE sop_instance_uid = ?", (sop,)
+        ).fetchone()
+        return None if row is None else self._root / row["path"]
+
+    def exists(self, sop_uid: str) -> bool:
+        """Return whether an instance with this SOP Instance UID is stored."""
+        return self._path_of(sop_uid) is not None
+
+    def get_path(self, study: str, series: str, sop: str) -> Path | None:
+        """Return the file of the instance, or ``None`` if the three UIDs do not name a stored instance."""
+        row = self._connect().execute(
+            "SELECT path FROM instances WHERE study_instance_uid = ? AND series_instance_uid = ?"
+            " AND sop_instance_uid = ?", (study, series, sop),
+        ).fetchone()
+        return None if row is None else self._root / row["path"]
+
+    def _ref(self, row: sqlite3.Row) -> StoredRef:
+        return StoredRef(
+            study_uid=row["study_instance_uid"],
+            series_uid=row["series_instance_uid"],
+            sop_uid=row["sop_instance_uid"],
+            sop_class_uid=row["sop_class_uid"],
+            transfer_syntax_uid=row["transfer_syntax_uid"],
+            series_number=row["series_number"],
+            instance_number=row["instance_number"],
+            path=self._root / row["path"],
+            size=row["size"],
+            sha256=row["sha256"],
+            stored_at=row["stored_at"],
+        )
+
+    def _select(self, study: str | None, series: str | None, sop: str | None) -> list[sqlite3.Row]:
+        clauses: list[str] = []
+        args: list[str] = []
+        for column, value in (("study_instance_uid", study), ("series_instance_uid", series),
+                              ("sop_instance_uid", sop)):
+            if value is not None:
+                clauses.append(f"i.{column} = ?")
+                args.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._connect().execute(f"SELECT i.* FROM instances AS i {where} {_ORDER}", args).fetchall()
+
+    def instances(
+        self, study: str | None = None, series: str | None = None, sop: str | None = None
+    ) -> list[StoredRef]:
+        """Return the stored instances under the given UIDs (all if none), by series then instance number.
+
+        Studies come in the order they were first stored; within a study, series by
+        Series Number and instances by Instance Number (missing numbers last).
+        """
+        return [self._ref(row) for row in self._select(study, series, sop)]
+
+    def metadata(
+        self,
+        study: str,
+        series: str | None = None,
+        sop: str | None = None,
+        *,
+        bulk_data_uri: BulkDataUriBuilder | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return the DICOM JSON metadata of the study, series or instance, one dict per instance.
+
+        Bulk data are left out unless ``bulk_data_uri`` is given; then each top-level bulk
+        data attribute is present with the ``BulkDataURI`` it returns.
+
+        References
+        ----------
+        PS3.18 §10.4.1.1.2 (metadata resources), Annex F (DICOM JSON Model).
+        """
+        out: list[dict[str, Any]] = []
+        for row in self._select(study, series, sop):
+            doc: dict[str, Any] = json.loads(row["metadata"])
+            if bulk_data_uri is not None:
+                ref = self._ref(row)
+                for item in json.loads(row["bulk_data"]):
+                    uri = bulk_data_uri(ref, int(item["tag"], 16))
+                    doc[item["tag"]] = {"vr": item["vr"], "BulkDataURI": uri}
+                doc = dict(sorted(doc.items()))
+            out.append(doc)
+        return out
+
+    # --- searching ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _prefilter(query: QidoQuery) -> tuple[str, list[str]]:
+        clauses: list[str] = []
+        args: list[str] = []
+        if query.study_uid is not None:
+            clauses.append("i.study_instance_uid = ?")
+            args.append(query.study_uid)
+        if query.series_uid is not None:
+            clauses.append("i.series_instance_uid = ?")
+            args.append(query.series_uid)
+        for match in query.matches:
+            column = _UID_COLUMNS.get(match.tag)
+            if column is None or match.kind not in (MatchKind.SINGLE_VALUE, MatchKind.UID_LIST):
+                continue
+            clauses.append(f"i.{column} IN ({', '.join('?' for _ in match.values)})")
+            args.extend(match.values)
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+    def search(self, query: QidoQuery, *, base_url: str | None = None) -> list[dict[str, Any]]:
+        """Run a Search transaction: return the matching studies, series or instances as DICOM JSON.
+
+        Each result carries the computed attributes ModalitiesInStudy, SOPClassesInStudy,
+        NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances, NumberOfSeriesRelatedInstances
+        and InstanceAvailability (``ONLINE``) where :func:`~wic_conformance.dicomweb.qido.to_result`
+        keeps them, and RetrieveURL of the result's own level when ``base_url`` is given
+        (``{base_url}/studies/{study}[/series/{series}[/instances/{sop}]]``).  Counts cover the
+        whole study or series, not just the matching instances.  Keys below the query level
+        match relationally: a study matches when one of its instances matches every key.
+
+        Results come in a stable order (studies as first stored, then series and instance
+        numbers), so ``offset`` and ``limit`` page through them consistently.
+
+        References
+        ----------
+        PS3.18 §10.6 (Search transaction), Tables 10.6.3-3 to 10.6.3-5; PS3.4 C.2.2.2.
+        """
+        where, args = self._prefilter(query)
+        base = base_url.rstrip("/") if base_url is not None else None
+        with self._transaction() as conn:  # one snapshot for both reads
+            rows = conn.execute(
+                f"SELECT i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid, i.metadata"
+                f" FROM instances AS i {where} {_ORDER}", args,
+            ).fetchall()
+            related = conn.execute(
+                "SELECT study_instance_uid, series_instance_uid, modality, sop_class_uid FROM instances"
+                f" WHERE study_instance_uid IN (SELECT i.study_instance_uid FROM instances AS i {where})",
+                args,
+            ).fetchall()
+        studies: dict[str, dict[str, Any]] = {}
+        series_counts: dict[tuple[str, str], int] = {}
+        for r in related:
+            st = studies.setdefault(
+                r[0], {"series": set(), "count": 0, "modalities": set(), "classes": set()})
+            st["series"].add(r[1])
+            st["count"] += 1
+            if r[2]:
+                st["modalities"].add(r[2])
+            if r[3]:
+                st["classes"].add(r[3])
+            series_counts[(r[0], r[1])] = series_counts.get((r[0], r[1]), 0) + 1
+
+        wanted = None if query.limit is None else query.offset + query.limit
+        seen: set[tuple[str, ...]] = set()
+        found: list[tuple[Dataset, dict[str | int, Any]]] = []
+        for row in rows:
+            study, series, sop = row[0], row[1], row[2]
+            key = {QueryLevel.STUDY: (study,), QueryLevel.SERIES: (study, series)}.get(
+                query.level, (study, series, sop))
+            if key in seen:
+                continue
+            st = studies[study]
+            extra: dict[str | int, Any] = {
+                "ModalitiesInStudy": sorted(st["modalities"]),
+                "SOPClassesInStudy": sorted(st["classes"]),
+                "NumberOfStudyRelatedSeries": len(st["series"]),
+                "NumberOfStudyRelatedInstances": st["count"],
+                "NumberOfSeriesRelatedInstances": series_counts[(study, series)],
+                "InstanceAvailability": "ONLINE",
+            }
+            if base is not None:
+                levels = ("studies", "series", "instances")
+                extra["RetrieveURL"] = base + "".join(
+                    f"/{part}/{uid}" for part, uid in zip(levels, key, strict=False))
+            view = Dataset.from_json(row[3])
+            for keyword, value in extra.items():
+                setattr(view, str(keyword), value)
+            if not matches(query, view):
+                continue
+            seen.add(key)
+            found.append((view, extra))
+            if wanted is not None and len(found) >= wanted:
+                break
+        page = found[query.offset:wanted]
+        return [to_result(view, query, extra=extra).to_json_dict() for view, extra in page]

@@ -26,7 +26,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
               {"pytest", "jsonschema", "yaml", "requests", "pydicom"}),
     "bench": ({"errors", "findings", "catalogue", "dicomweb", "model", "validate", "actors", "plans"},
               {"psutil", "requests", "pydicom"}),
-    "cli": ({"__init__", "errors", "findings", "catalogue", "dicomweb", "validate", "actors", "plans", "bench",
+    "cli": ({"__init__", "errors", "findings", "catalogue", "dicomweb", "model", "validate", "actors", "plans", "bench",
              "report"},
             {"pytest"}),
     "__init__": ({"errors", "findings", "catalogue", "dicomweb", "validate", "actors", "plans"}, set()),

@@ -355,7 +355,7 @@ def conversion_of(ctx: CheckContext, exchange: Exchange) -> Conversion:
         stored = [i for i in ctx.instances(exchange) if i.origin == "retrieved"]
         return pair_instances(submitted, stored)
 
-    result: Conversion = ctx._cached(exchange, "conversion.pairs", make)
+    result: Conversion = ctx.cached(exchange, "conversion.pairs", make)
     return result
 
 

@@ -727,7 +727,7 @@ def dicom_json_problems(ctx: CheckContext, exchange: Exchange) -> list[Problem]:
             out.extend(_document_problems(doc))
         return out
 
-    result: list[Problem] = ctx._cached(exchange, "dicom_json.problems", make)
+    result: list[Problem] = ctx.cached(exchange, "dicom_json.problems", make)
     return result
 
 

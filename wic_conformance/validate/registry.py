@@ -100,7 +100,8 @@ class CheckContext:
         return {**spec.options, **self._options.get(spec.name, {})}
 
     # -- cached views ------------------------------------------------------------------------
-    def _cached(self, exchange: Exchange, key: str, make: Callable[[], Any]) -> Any:
+    def cached(self, exchange: Exchange, key: str, make: Callable[[], Any]) -> Any:
+        """Return the value cached under ``key`` for ``exchange``, computing it once with ``make``."""
         ck = (exchange.id, key)
         if ck not in self._cache:
             self._cache[ck] = make()
@@ -117,7 +118,7 @@ class CheckContext:
             return None
         from wic_conformance.dicomweb.stow import parse_stow_request
 
-        return self._cached(exchange, "stow_request", lambda: parse_stow_request(request, policy=self.policy))
+        return self.cached(exchange, "stow_request", lambda: parse_stow_request(request, policy=self.policy))
 
     def store_response(self, exchange: Exchange) -> Any:
         """Return the parsed Store Instances Response (:mod:`~wic_conformance.dicomweb.store_response`)."""
@@ -126,7 +127,7 @@ class CheckContext:
             return None
         from wic_conformance.dicomweb.store_response import parse_store_response
 
-        return self._cached(exchange, "store_response", lambda: parse_store_response(response, policy=self.policy))
+        return self.cached(exchange, "store_response", lambda: parse_store_response(response, policy=self.policy))
 
     def metadata(self, exchange: Exchange) -> list[MetadataDocument]:
         """Return every metadata document: request metadata parts, then standalone documents."""
@@ -142,7 +143,7 @@ class CheckContext:
                                                location=doc.location, policy=self.policy))
             return docs
 
-        result: list[MetadataDocument] = self._cached(exchange, "metadata", make)
+        result: list[MetadataDocument] = self.cached(exchange, "metadata", make)
         return result
 
     def instances(self, exchange: Exchange) -> list[Part10Instance]:
@@ -158,7 +159,7 @@ class CheckContext:
                     out.append(read_part10(doc.body, location=doc.location, origin=doc.role.value))
             return out
 
-        result: list[Part10Instance] = self._cached(exchange, "instances", make)
+        result: list[Part10Instance] = self.cached(exchange, "instances", make)
         return result
 
     def has(self, exchange: Exchange, need: Needs) -> bool:

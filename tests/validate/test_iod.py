@@ -416,10 +416,11 @@ def mini_part10(**changes: Any) -> bytes:
 class TestDicomValidatorCheck:
     NAME = "part10_instance_conforms_to_iod_dicom_validator"
 
-    def test_not_configured_raises_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_not_configured_is_not_applicable(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(iod.DICOM_STANDARD_ENV, raising=False)
         result = run(self.NAME, file_exchange(mini_part10(PatientName=None)))
-        assert result.outcome is Outcome.PASSED and not result.findings
+        assert result.outcome is Outcome.NOT_APPLICABLE and not result.findings
+        assert "not configured" in result.error
 
     def test_configured_by_option(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(iod.DICOM_STANDARD_ENV, raising=False)
@@ -450,9 +451,10 @@ class TestIodValidatorsAgree:
     def _dciodvfy(self, dciodvfy_path: str) -> None:
         """Require the peer."""
 
-    def test_not_configured_raises_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_not_configured_is_not_applicable(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(iod.DICOM_STANDARD_ENV, raising=False)
-        assert run(self.NAME, file_exchange(PART10 / "vl-photographic.dcm")).outcome is Outcome.PASSED
+        result = run(self.NAME, file_exchange(PART10 / "vl-photographic.dcm"))
+        assert result.outcome is Outcome.NOT_APPLICABLE
 
     def test_agreement(self) -> None:
         # Both engines flag the missing Patient's Name of an Encapsulated PDF.

@@ -6,7 +6,7 @@ from wic_conformance.catalogue import Catalogue, Requirement, RuleProfile
 from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request, Response
 from wic_conformance.errors import WicConformanceError
 from wic_conformance.findings import Finding, Severity, raise_all
-from wic_conformance.validate.registry import CheckContext, Needs, Outcome, Registry, check
+from wic_conformance.validate.registry import CheckContext, Needs, NotApplicable, Outcome, Registry, check
 
 
 def _catalogue() -> Catalogue:
@@ -34,6 +34,11 @@ def registry() -> Registry:
         if ctx.options["limit"] < 5:
             raise_all([Finding(requirement="T-S", message="a"), Finding(requirement="T-W", message="b"),
                        Finding(requirement="T-W", message="b")])
+
+    @check(requirements="T-N", registry=reg)
+    def unconfigured(ctx: CheckContext, exchange: Exchange) -> None:
+        """Needs configuration."""
+        raise NotApplicable("no standard folder")
 
     @check(requirements="T-N", registry=reg)
     def broken(ctx: CheckContext, exchange: Exchange) -> None:
@@ -69,6 +74,10 @@ class TestRun:
         assert [(f.requirement, f.severity) for f in result.findings] == [
             ("T-S", Severity.ERROR), ("T-W", Severity.WARNING)]
         assert all(f.exchange_id == ex.id for f in result.findings)
+
+    def test_a_check_may_declare_itself_not_applicable(self, registry: Registry) -> None:
+        result = registry.run(CheckContext(catalogue=_catalogue()), _exchange(200), ["unconfigured"])[0]
+        assert (result.outcome, result.error) == (Outcome.NOT_APPLICABLE, "no standard folder")
 
     def test_a_broken_check_is_a_tool_error_not_a_finding(self, registry: Registry) -> None:
         result = registry.run(CheckContext(catalogue=_catalogue()), _exchange(200), ["broken"])[0]

@@ -55,7 +55,7 @@ from wic_conformance.dicomweb.part10 import Part10Instance
 from wic_conformance.errors import ValidatorUnavailableError
 from wic_conformance.findings import Finding, IodViolation, Severity, raise_all
 from wic_conformance.model.enums import TransferSyntaxUIDValues
-from wic_conformance.validate.registry import CheckContext, Needs, check
+from wic_conformance.validate.registry import CheckContext, Needs, NotApplicable, check
 
 __all__ = [
     "DICOM_STANDARD_ENV",
@@ -622,8 +622,7 @@ def part10_instance_conforms_to_iod_dicom_validator(ctx: CheckContext, exchange:
     opts = ctx.options
     standard = _standard_path(opts)
     if standard is None:
-        log.info("dicom-validator not configured (no standard_path / %s): check skipped", DICOM_STANDARD_ENV)
-        return
+        raise NotApplicable(f"dicom-validator is not configured (no standard_path option, no {DICOM_STANDARD_ENV})")
     key, engine = _dicom_validator_key(opts, standard)
     found: list[Finding] = []
     for index, instance in enumerate(ctx.instances(exchange)):
@@ -645,7 +644,7 @@ def iod_validators_agree(ctx: CheckContext, exchange: Exchange) -> None:
     opts = ctx.options
     standard = _standard_path(opts)
     if standard is None:
-        return
+        raise NotApplicable("dicom-validator is not configured, so there is nothing to compare")
     d_key, d_engine = _dciodvfy_key(opts)
     v_key, v_engine = _dicom_validator_key(opts, standard)
     found: list[Finding] = []

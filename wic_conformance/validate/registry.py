@@ -32,6 +32,7 @@ __all__ = [
     "CheckResult",
     "CheckSpec",
     "Needs",
+    "NotApplicable",
     "Outcome",
     "Registry",
     "check",
@@ -49,6 +50,10 @@ class Needs(str, Enum):
     METADATA = "metadata"  # at least one DICOM JSON/XML document (request part or file)
     INSTANCES = "instances"  # at least one PS3.10 instance (request part, file or retrieved)
     RETRIEVED = "retrieved"  # at least one instance retrieved from the Image Manager afterwards
+
+
+class NotApplicable(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a check that finds, once running, that it does not apply (e.g. an unconfigured validator)."""
 
 
 class Outcome(str, Enum):
@@ -274,6 +279,8 @@ def run_check(spec: CheckSpec, ctx: CheckContext, exchange: Exchange) -> CheckRe
     ctx._current = spec
     try:
         spec.func(ctx, exchange)
+    except NotApplicable as why:
+        return CheckResult(spec.name, Outcome.NOT_APPLICABLE, error=str(why), requirements=spec.requirements)
     except FindingGroup as group:
         raised = group.findings
     except Finding as finding:

@@ -8,7 +8,7 @@ travel together in a :class:`FindingGroup`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How much a finding weighs; ``ERROR`` findings fail a verdict."""
 
     ERROR = "error"

@@ -26,7 +26,8 @@ class TestHttpMessage:
         assert msg.response.body.read() == b"{\r\n}"
 
     def test_chunked_body_is_dechunked(self) -> None:
-        msg = parse_http_message(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        msg = parse_http_message(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
         assert msg.response is not None and msg.response.body.read() == b"abcde"
 
     @pytest.mark.parametrize("data, match", [

@@ -37,6 +37,7 @@ class ErrorCapture:
         self._lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection, answering an unhandled exception with a 500."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

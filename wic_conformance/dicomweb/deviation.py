@@ -7,12 +7,12 @@ Parsers never raise findings and never repair input silently: they return
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Deviation", "Strictness"]
 
 
-class Strictness(str, Enum):
+class Strictness(StrEnum):
     """How a parser treats input that breaks the grammar but can still be read.
 
     ``STRICT`` stops at the first such deviation (the rest is left unparsed);

@@ -14,9 +14,12 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "Body",
@@ -82,14 +85,39 @@ class Headers:
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """A message body held in memory or in a (spooled) file.
+    """A message body held in memory, in a (spooled) file, or in a byte range of a file.
 
-    Use :meth:`chunks` or :meth:`open` for large bodies; :meth:`read` loads the whole body.
+    A file-backed body is the ``size`` bytes of ``path`` that start at ``offset``:
+    the whole file for :meth:`from_file` without a range, or one part of a
+    multipart body that is itself a file (see
+    :class:`~wic_conformance.dicomweb.multipart.MultipartDecoder`, ``source``).
+    Every reader (:meth:`open`, :meth:`read`, :meth:`chunks`, :meth:`head`,
+    :meth:`sha256`) honours the range.  Use :meth:`chunks` or :meth:`open` for
+    large bodies; :meth:`read` loads the whole body.
+
+    Attributes
+    ----------
+    data : bytes or None
+        The bytes of an in-memory body.
+    path : Path or None
+        The file of a file-backed body.  It may hold more than the body: code
+        that hands ``path`` to another program must check :attr:`is_whole_file`.
+    size : int
+        The length of the body in bytes.
+    offset : int
+        Where a file-backed body starts in ``path`` (0 for in-memory bodies).
     """
 
     data: bytes | None = None
     path: Path | None = None
     size: int = 0
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or self.offset < 0:
+            raise ValueError(f"a body range needs a non-negative offset and size, not {self.offset}+{self.size}")
+        if self.path is None and self.offset:
+            raise ValueError("only a file-backed body has an offset")
 
     @classmethod
     def of(cls, data: bytes | bytearray | memoryview | Body | None) -> Body:
@@ -100,27 +128,127 @@ class Body:
         return cls(data=raw, size=len(raw))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Body:
-        """Refer to a file on disk without reading it."""
+    def from_file(cls, path: str | os.PathLike[str], offset: int = 0, size: int | None = None) -> Body:
+        """Refer to a file on disk, or to ``size`` bytes of it from ``offset``, without reading it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file.
+        offset : int
+            Where the body starts in the file.
+        size : int or None
+            The length of the body; by default, up to the end of the file.
+
+        Raises
+        ------
+        ValueError
+            A negative offset or size, or a range that ends past the end of the file.
+        OSError
+            The file cannot be examined (it does not exist, for instance).
+        """
         p = Path(path)
-        return cls(path=p, size=p.stat().st_size)
+        total = p.stat().st_size
+        if size is None:
+            size = total - offset
+        if offset < 0 or size < 0 or offset + size > total:
+            raise ValueError(f"the range {offset}+{size} does not lie within {p} ({total} bytes)")
+        return cls(path=p, size=size, offset=offset)
 
     @property
     def in_memory(self) -> bool:
         """Whether the bytes are held in memory."""
         return self.path is None
 
+    @property
+    def is_whole_file(self) -> bool:
+        """Whether the body is a file from its first to its last byte (so ``path`` can stand for it)."""
+        if self.path is None or self.offset:
+            return False
+        try:
+            return self.path.stat().st_size == self.size
+        except OSError:
+            return False
+
+    class _RangeReader(io.RawIOBase):
+        """Unbuffered, seekable reader of ``size`` bytes of a file from ``offset``; positions are range-relative."""
+
+        def __init__(self, path: Path, offset: int, size: int) -> None:
+            super().__init__()
+            self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+            self._start = offset
+            self._size = size
+            self._pos = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: WriteableBuffer, /) -> int:
+            with memoryview(buffer) as view, view.cast("B") as flat:
+                want = min(len(flat), self._size - self._pos)
+                if want <= 0:
+                    return 0
+                self._file.seek(self._start + self._pos)
+                got = self._file.readinto(flat[:want]) or 0
+            self._pos += got
+            return got
+
+        def readall(self) -> bytes:
+            want = self._size - self._pos
+            if want <= 0:
+                return b""
+            self._file.seek(self._start + self._pos)
+            data = self._file.read(want) or b""
+            self._pos += len(data)
+            return data
+
+        def seek(self, pos: int, whence: int = io.SEEK_SET, /) -> int:
+            base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}.get(whence)
+            if base is None:
+                raise ValueError(f"invalid whence ({whence})")
+            if base + pos < 0:
+                raise ValueError(f"negative seek position {base + pos}")
+            self._pos = base + pos
+            return self._pos
+
+        def tell(self) -> int:
+            return self._pos
+
+        def close(self) -> None:
+            if not self.closed:
+                self._file.close()
+            super().close()
+
     def open(self) -> BinaryIO:
-        """Open the body for binary reading."""
-        if self.path is not None:
-            return open(self.path, "rb")  # noqa: SIM115 - returned to the caller
-        return io.BytesIO(self.data or b"")
+        """Open the body for binary reading.
+
+        A range of a file opens as a buffered, seekable reader whose positions
+        count from the start of the range and which ends where the range ends
+        (``pydicom.dcmread`` reads it like a file); a whole file opens as the file.
+        """
+        if self.path is None:
+            return io.BytesIO(self.data or b"")
+        if self.offset == 0:
+            handle = open(self.path, "rb")  # noqa: SIM115 - returned to the caller
+            try:
+                if os.fstat(handle.fileno()).st_size == self.size:
+                    return handle
+            except BaseException:
+                handle.close()
+                raise
+            handle.close()
+        return io.BufferedReader(Body._RangeReader(self.path, self.offset, self.size))
 
     def read(self) -> bytes:
         """Return the whole body as bytes."""
         if self.path is None:
             return self.data or b""
-        return self.path.read_bytes()
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            return handle.read(self.size)
 
     def chunks(self, size: int = _CHUNK) -> Iterator[bytes]:
         """Yield the body in chunks of at most ``size`` bytes."""
@@ -129,8 +257,11 @@ class Body:
             for start in range(0, len(data), size):
                 yield data[start:start + size]
             return
-        with open(self.path, "rb") as handle:
-            while chunk := handle.read(size):
+        left = self.size
+        with open(self.path, "rb", buffering=0) as handle:
+            handle.seek(self.offset)
+            while left > 0 and (chunk := handle.read(min(size, left))):
+                left -= len(chunk)
                 yield chunk
 
     def head(self, size: int) -> bytes:
@@ -138,7 +269,8 @@ class Body:
         if self.path is None:
             return (self.data or b"")[:size]
         with open(self.path, "rb") as handle:
-            return handle.read(size)
+            handle.seek(self.offset)
+            return handle.read(max(0, min(size, self.size)))
 
     def sha256(self) -> str:
         """Return the hex SHA-256 of the body."""
@@ -183,7 +315,7 @@ class Response:
         return self.headers.get("content-type")
 
 
-class DocumentRole(str, Enum):
+class DocumentRole(StrEnum):
     """Why a document travels with an exchange."""
 
     RETRIEVED = "retrieved"  # fetched from the Image Manager afterwards (WADO-RS)

@@ -89,15 +89,15 @@ def parse_metadata(
     answer from the same request's parts and never dereference anything.
     """
     if media_type in (mt.APPLICATION_DICOM_JSON, mt.APPLICATION_JSON):
-        from wic_conformance.dicomweb import json_model
+        from wic_conformance.dicomweb.json_model import parse_document as parse_json
 
-        return json_model.parse_document(
+        return parse_json(
             data, location=location, policy=policy, bulk_resolver=bulk_resolver, media_type=media_type
         )
     if media_type == mt.APPLICATION_DICOM_XML:
-        from wic_conformance.dicomweb import xml_model
+        from wic_conformance.dicomweb.xml_model import parse_document as parse_xml
 
-        return xml_model.parse_document(data, location=location, policy=policy, bulk_resolver=bulk_resolver)
+        return parse_xml(data, location=location, policy=policy, bulk_resolver=bulk_resolver)
     return MetadataDocument(
         media_type=media_type, location=location, raw=None,
         deviations=(Deviation("metadata.media_type", f"{media_type!r} is not a DICOM metadata media type",

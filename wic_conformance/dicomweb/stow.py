@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
 from wic_conformance.dicomweb import media_types as mt
@@ -32,7 +32,7 @@ __all__ = [
 _STUDIES = re.compile(r"/studies(?:/(?P<study>[^/?#]+))?/?$")
 
 
-class StowKind(str, Enum):
+class StowKind(StrEnum):
     """What a STOW-RS request carries, from its root media type."""
 
     PART10 = "part10"  # multipart/related; type="application/dicom"

@@ -7,7 +7,7 @@ values and is judged by the same check registry as live traffic.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from wic_conformance.dicomweb import media_types as mt
@@ -20,7 +20,7 @@ from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResul
 __all__ = ["FileKind", "FileVerdict", "detect_kind", "exchanges_for", "judge_file"]
 
 
-class FileKind(str, Enum):
+class FileKind(StrEnum):
     """What kind of artefact a file holds."""
 
     PART10 = "part10"

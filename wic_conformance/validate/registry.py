@@ -13,7 +13,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from wic_conformance.catalogue import Catalogue, default_catalogue
@@ -41,7 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Needs(str, Enum):
+class Needs(StrEnum):
     """What an exchange must carry for a check to apply."""
 
     REQUEST = "request"  # an HTTP request, or at least its headers and body (a bare multipart body)
@@ -56,7 +56,7 @@ class NotApplicable(Exception):  # noqa: N818 - a signal, not an error
     """Raised by a check that finds, once running, that it does not apply (e.g. an unconfigured validator)."""
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """The result of one check on one exchange."""
 
     PASSED = "passed"

@@ -97,3 +97,18 @@ class TestLists:
         status, text = run("checks")
         assert status == 0
         assert "stow_request_is_multipart_related  [STOW-HDR-001]" in text
+
+
+class TestAgreesWithDciodvfy:
+    """``validate`` gives the same error/no-error verdict as dciodvfy on every PS3.10 fixture."""
+
+    @pytest.mark.peer
+    @pytest.mark.parametrize("key", sorted(f.key for f in INDEX if f.kind == "part10"))
+    def test_same_verdict(self, key: str, dciodvfy_path: str) -> None:
+        import subprocess
+
+        path = INDEX[key].path
+        proc = subprocess.run([dciodvfy_path, str(path)], capture_output=True, text=True, timeout=60)
+        dciodvfy_errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
+        status, text = run("validate", str(path))
+        assert (status == 1) == bool(dciodvfy_errors), (text, dciodvfy_errors)

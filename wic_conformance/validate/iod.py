@@ -685,9 +685,15 @@ _META_RULES = {
 
 
 def _meta_finding(kind: str, origin: str, instance: Part10Instance, index: int, message: str,
-                  evidence: str, tag: str) -> Finding:
+                  evidence: str, tag: str, *, transport_only: bool = False) -> Finding:
+    severity = None
+    if transport_only and origin == "file":
+        # A standalone file may legitimately lack the preamble or use Implicit VR: readers (dciodvfy
+        # among them) accept it.  It only becomes an error when sent over STOW-RS or stored by an IM.
+        severity = Severity.WARNING
+        message += "; acceptable on disk, but it cannot be sent over STOW-RS or stored by an Image Manager as is"
     return IodViolation(requirement=_META_RULES[kind][origin], title="MalformedPart10", message=message,
-                        location=_location(instance, index, tag), evidence=evidence)
+                        location=_location(instance, index, tag), evidence=evidence, severity=severity)
 
 
 @check(requirements=["CONV-001", "WIC-IM-012", "STOW-PAY-003", "STOW-PAY-013"], needs=[Needs.INSTANCES],
@@ -706,14 +712,16 @@ def part10_file_meta_consistent(ctx: CheckContext, exchange: Exchange) -> None:
     for index, instance in enumerate(ctx.instances(exchange)):
         origin = instance.origin if instance.origin in ("request", "retrieved") else "file"
 
-        def finding(kind: str, message: str, evidence: str = "", tag: str = "") -> Finding:
-            return _meta_finding(kind, origin, instance, index, message, evidence, tag)  # noqa: B023
+        def finding(kind: str, message: str, evidence: str = "", tag: str = "",
+                    transport_only: bool = False) -> Finding:
+            return _meta_finding(kind, origin, instance, index, message, evidence, tag,  # noqa: B023
+                                 transport_only=transport_only)
 
         head = instance.body.head(132)
         dataset = instance.dataset
         if len(head) < 132 or head[128:132] != b"DICM":
             found.append(finding("structure", "no 128-byte preamble followed by 'DICM' (PS3.10 §7.1)",
-                                 evidence=f"bytes 128-131: {head[128:132]!r}"))
+                                 evidence=f"bytes 128-131: {head[128:132]!r}", transport_only=True))
             dataset = _force_read(instance) if dataset is None else dataset
         if dataset is None:
             reasons = "; ".join(d.message for d in instance.deviations) or "undecodable"
@@ -727,7 +735,7 @@ def part10_file_meta_consistent(ctx: CheckContext, exchange: Exchange) -> None:
         elif tsuid in _NON_WEB_SYNTAXES:
             found.append(finding("syntax", f"Transfer Syntax {tsuid} ({_NON_WEB_SYNTAXES[tsuid]}) is not allowed; "
                                  "only explicit VR little endian representations are (PS3.18 §8.7.3)",
-                                 evidence=f"(0002,0010) = {tsuid}", tag="(0002,0010)"))
+                                 evidence=f"(0002,0010) = {tsuid}", tag="(0002,0010)", transport_only=True))
         for meta_kw, meta_tag, ds_kw, ds_tag in (
             ("MediaStorageSOPClassUID", "(0002,0002)", "SOPClassUID", "(0008,0016)"),
             ("MediaStorageSOPInstanceUID", "(0002,0003)", "SOPInstanceUID", "(0008,0018)"),

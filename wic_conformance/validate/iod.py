@@ -705,12 +705,15 @@ def part10_file_meta_consistent(ctx: CheckContext, exchange: Exchange) -> None:
     Little Endian nor Explicit VR Big Endian; (0002,0002)/(0002,0003) equal to
     (0008,0016)/(0008,0018).  The rule cited depends on where the instance came
     from: a request part (the Capturer's duty: STOW-PAY-003, STOW-PAY-013), a
-    retrieved object (the Manager's: CONV-001, WIC-IM-012) or an offline file
-    (CONV-001, STOW-PAY-013).
+    retrieved object (the Manager's: CONV-001, WIC-IM-012; left to
+    ``conversion_is_part10`` when the submission is known) or an offline file
+    (CONV-001, STOW-PAY-013, as warnings where only transport is concerned).
     """
     found: list[Finding] = []
     for index, instance in enumerate(ctx.instances(exchange)):
         origin = instance.origin if instance.origin in ("request", "retrieved") else "file"
+        if origin == "retrieved" and exchange.request is not None:
+            continue  # judged against the submission by conversion_is_part10 (CONV-001, WIC-IM-012)
 
         def finding(kind: str, message: str, evidence: str = "", tag: str = "",
                     transport_only: bool = False) -> Finding:

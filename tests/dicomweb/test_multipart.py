@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -564,6 +565,183 @@ class TestSpooling:
         assert bodies(result) == [b"first", b"second"]
 
 
+
+def decode_source(source: Body, *, policy: Strictness = LENIENT, chunk: int = 1 << 20, spool_threshold: int = 1 << 20,
+                  spool_dir: str | None = None, max_parts: int = 10_000,
+                  max_header_bytes: int = 16_384) -> MultipartResult:
+    """Decode a file-backed body fed from the file, with the decoder told the source."""
+    decoder = MultipartDecoder("b", policy=policy, spool_threshold=spool_threshold, spool_dir=spool_dir,
+                               max_parts=max_parts, max_header_bytes=max_header_bytes, source=source)
+    for piece in source.chunks(chunk):
+        decoder.feed(piece)
+    return decoder.close()
+
+
+def full_summary(result: MultipartResult) -> tuple[object, ...]:
+    """Like :func:`summary`, with each part's size and whether it is in memory."""
+    return summary(result), tuple((p.body.size, p.body.in_memory) for p in result.parts)
+
+
+class TestFileSource:
+    BIG = bytes(range(256)) * 40  # 10240 bytes
+    CORPUS = [
+        *TestChunking.CORPUS,
+        body_of(part(body=b"small"), part(body=BIG), part(body=b"")),
+        body_of(part(body=BIG), part(mt.APPLICATION_DICOM_JSON, b"[]"), part(body=BIG[::-1])),
+        body_of(part(body=BIG + b"\r\n--bX\r\n" + BIG)),  # boundary_in_content inside a big part
+        body_of(part(body=BIG))[:-20],  # truncated inside the close delimiter line's part
+        body_of(part(body=b"small"), part(body=BIG))[:len(BIG) // 2],  # truncated inside a big part
+        body_of(part(body=BIG), part(body=b"a" * 64))[:-30],  # truncated inside a small part
+        body_of(part(body=BIG), close=b"\n--b--"),  # bare LF before the close delimiter
+        body_of(b"bad line\r\n" + part(body=BIG), part(body=BIG)),  # malformed headers
+        b"pre\r\n" + body_of(part(body=BIG), part(body=BIG)) + b"epilogue",
+        body_of(part(body=BIG)).replace(b"\r\n", b"\n"),
+    ]
+
+    @pytest.fixture(autouse=True, params=["memmem", "bytes.find"])
+    def search(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+        if request.param == "bytes.find":
+            monkeypatch.setattr(mp, "_MEMMEM", None)
+        elif mp._MEMMEM is None:  # noqa: SLF001
+            pytest.skip("no memmem in this C library")
+
+    @pytest.fixture
+    def spool(self, tmp_path: Path) -> Path:
+        spool = tmp_path / "spool"
+        spool.mkdir()
+        return spool
+
+    @pytest.mark.parametrize("policy", [STRICT, LENIENT])
+    @pytest.mark.parametrize("threshold", [0, 100, 1 << 20])
+    def test_same_result_as_bytes(self, tmp_path: Path, spool: Path, policy: Strictness, threshold: int) -> None:
+        path = tmp_path / "body.bin"
+        for raw in self.CORPUS:
+            path.write_bytes(raw)
+            expected = full_summary(decode(raw, policy=policy, spool_threshold=threshold, spool_dir=str(spool)))
+            for spooled in spool.iterdir():
+                spooled.unlink()
+            for chunk in (1, 7, 4096, 1 << 20):
+                if chunk == 1 and len(raw) > 2000:
+                    continue
+                got = decode_source(Body.from_file(path), policy=policy, chunk=chunk, spool_threshold=threshold,
+                                    spool_dir=str(spool))
+                assert full_summary(got) == expected, (raw[:60], chunk)
+                assert all(p.body.path == path for p in got.parts if not p.body.in_memory)
+                assert list(spool.iterdir()) == []
+
+    @pytest.mark.parametrize("policy", [STRICT, LENIENT])
+    def test_decode_multipart_same_result_both_ways(self, tmp_path: Path, spool: Path, policy: Strictness) -> None:
+        path = tmp_path / "body.bin"
+        for raw in self.CORPUS:
+            path.write_bytes(raw)
+            for threshold in (0, 1000):
+                from_bytes = decode_multipart(raw, CT, policy=policy, spool_threshold=threshold,
+                                              spool_dir=str(spool))
+                from_file = decode_multipart(Body.from_file(path), CT, policy=policy, spool_threshold=threshold,
+                                             spool_dir=str(spool))
+                assert full_summary(from_file) == full_summary(from_bytes)
+                assert all(p.body.path == path for p in from_file.parts if not p.body.in_memory)
+                assert len(list(spool.iterdir())) == sum(not p.body.in_memory for p in from_bytes.parts)
+                for spooled in spool.iterdir():
+                    spooled.unlink()
+
+    def test_large_parts_are_ranges_of_the_source_and_nothing_is_spooled(self, tmp_path: Path,
+                                                                          spool: Path) -> None:
+        big = os.urandom(300_000)
+        raw = body_of(part(body=b"small"), part(body=big), part(body=big[::-1]))
+        path = tmp_path / "body.bin"
+        path.write_bytes(raw)
+        result = decode_multipart(Body.from_file(path), CT, spool_threshold=100_000, spool_dir=str(spool))
+        assert result.complete and result.deviations == ()
+        small, first, second = result.parts
+        assert small.body == Body.of(b"small")
+        assert first.body == Body.from_file(path, offset=raw.index(big), size=len(big))
+        assert second.body == Body.from_file(path, offset=raw.index(big[::-1]), size=len(big))
+        assert first.body.read() == big and second.body.sha256() == hashlib.sha256(big[::-1]).hexdigest()
+        assert list(spool.iterdir()) == []
+
+    def test_threshold_is_inclusive_for_memory(self, tmp_path: Path, spool: Path) -> None:
+        path = tmp_path / "body.bin"
+        path.write_bytes(body_of(part(body=b"a" * 100), part(body=b"a" * 101)))
+        result = decode_source(Body.from_file(path), chunk=7, spool_threshold=100, spool_dir=str(spool))
+        assert [p.body.in_memory for p in result.parts] == [True, False]
+        assert list(spool.iterdir()) == []
+
+    @pytest.mark.parametrize("chunk", [1, 7, 4096])
+    def test_source_range_of_a_larger_file(self, tmp_path: Path, spool: Path, chunk: int) -> None:
+        raw = body_of(part(body=b"x" * 500), part(body=b"small"))
+        path = tmp_path / "container.bin"
+        path.write_bytes(b"P" * 1234 + raw + b"S" * 99)
+        source = Body.from_file(path, offset=1234, size=len(raw))
+        result = decode_source(source, chunk=chunk, spool_threshold=100, spool_dir=str(spool))
+        assert summary(result) == summary(decode(raw))
+        assert result.parts[0].body == Body.from_file(path, offset=1234 + raw.index(b"x" * 500), size=500)
+        assert list(spool.iterdir()) == []
+
+    def test_memoryview_chunks(self, tmp_path: Path, spool: Path) -> None:
+        raw = body_of(part(body=self.BIG), part(body=b"small"))
+        path = tmp_path / "body.bin"
+        path.write_bytes(raw)
+        decoder = MultipartDecoder("b", spool_threshold=100, spool_dir=str(spool), source=Body.from_file(path))
+        for start in range(0, len(raw), 1000):
+            decoder.feed(memoryview(raw)[start:start + 1000])
+        assert summary(decoder.close()) == summary(decode(raw))
+        assert list(spool.iterdir()) == []
+
+    def test_dropped_parts_leave_nothing(self, tmp_path: Path, spool: Path) -> None:
+        path = tmp_path / "body.bin"
+        path.write_bytes(body_of(part(body=b"a" * 1000))[:-20])
+        result = decode_source(Body.from_file(path), chunk=64, spool_threshold=10, spool_dir=str(spool))
+        assert result.parts == () and "multipart.no_closing_delimiter" in codes(result)
+        assert list(spool.iterdir()) == [] and path.exists()
+
+    def test_in_memory_source_changes_nothing(self, spool: Path) -> None:
+        raw = body_of(part(body=b"a" * 1000))
+        decoder = MultipartDecoder("b", spool_threshold=10, spool_dir=str(spool), source=Body.of(raw))
+        decoder.feed(raw)
+        (only,) = decoder.close().parts
+        assert only.body.path is not None and only.body.path.parent == spool
+        assert only.body.read() == b"a" * 1000
+
+    def test_the_file_is_read_not_the_fed_bytes(self, tmp_path: Path, spool: Path) -> None:
+        # the documented contract: the decoder cannot tell when the fed bytes differ from the file's
+        raw = body_of(part(body=b"a" * 1000))
+        path = tmp_path / "body.bin"
+        path.write_bytes(raw.replace(b"a" * 1000, b"z" * 1000))
+        decoder = MultipartDecoder("b", spool_threshold=10, spool_dir=str(spool), source=Body.from_file(path))
+        decoder.feed(raw)
+        assert bodies(decoder.close()) == [b"z" * 1000]
+
+
+@pytest.mark.skipif(mp._MEMMEM is None, reason="no memmem in this C library")  # noqa: SLF001
+class TestSearch:
+    @settings(max_examples=200, deadline=None)
+    @given(haystack=st.binary(max_size=200) | st.lists(st.sampled_from([b"\n", b"--", b"b", b"\n--b", b"x"]),
+                                                       max_size=30).map(b"".join),
+           needle=st.sampled_from([b"\n--b", b"\n--bb", b"\n--b\n--b", b"\x00", b"\n--" + b"z" * 70]))
+    def test_memmem_agrees_with_bytes_find(self, haystack: bytes, needle: bytes) -> None:
+        assert mp._MEMMEM is not None  # noqa: SLF001
+        assert mp._MEMMEM(haystack, needle) == haystack.find(needle)  # noqa: SLF001
+
+    def test_bytearray_and_memoryview_chunks_use_the_slow_paths(self) -> None:
+        data = os.urandom(50_000).replace(b"\n", b"\n-")
+        raw = body_of(part(body=data), part(body=b"small"))
+        expected = summary(decode(raw))
+        for wrap in (bytearray, memoryview):
+            decoder = MultipartDecoder("b", spool_threshold=1 << 30)
+            for start in range(0, len(raw), 4096):
+                decoder.feed(wrap(raw[start:start + 4096]))
+            assert summary(decoder.close()) == expected
+
+    @pytest.mark.parametrize("chunk", [64, 4096, 65_537])
+    def test_same_result_with_bytes_find(self, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+        data = os.urandom(200_000).replace(b"\n", b"\n-")
+        raw = body_of(part(body=data), part(body=data[:5000] + b"\r\n--bX" + data[5000:]))
+        expected = summary(decode(raw, chunk=chunk, spool_threshold=1 << 30))
+        monkeypatch.setattr(mp, "_MEMMEM", None)
+        assert summary(decode(raw, chunk=chunk, spool_threshold=1 << 30)) == expected
+        assert bodies(decode(raw, chunk=chunk)) == [data, data[:5000] + b"\r\n--bX" + data[5000:]]
+
 # -- properties ------------------------------------------------------------------------------------------
 
 boundaries = st.text(alphabet="abcXYZ019'()+_,-./:=? ", min_size=1, max_size=12).filter(
@@ -619,6 +797,28 @@ class TestProperties:
         assert codes(decode_multipart(raw, ctype)) == codes(result) + (
             ["multipart.type_differs_from_root"] if result.parts[0].content_type is not None
             and result.parts[0].content_type.essence != "a/b" else [])
+
+    @settings(max_examples=100, deadline=None)
+    @given(raw=st.lists(st.sampled_from([b"--b", b"\r\n", b"\n", b"--", b" ", b"X: y", b"Content-Type: a/b",
+                                         b"z" * 40, b"\r"]), max_size=40).map(b"".join),
+           cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+           threshold=st.sampled_from([0, 5, 50]), policy=st.sampled_from([STRICT, LENIENT]))
+    def test_file_source_gives_the_same_result(self, raw: bytes, cuts: list[int], threshold: int,
+                                               policy: Strictness) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "body.bin"
+            path.write_bytes(b"#" * 3 + raw)
+            spool = Path(tmp) / "spool"
+            spool.mkdir()
+            decoder = MultipartDecoder("b", policy=policy, spool_threshold=threshold, spool_dir=str(spool),
+                                       source=Body.from_file(path, offset=3))
+            for piece in split(raw, cuts):
+                decoder.feed(piece)
+            got = decoder.close()
+            assert list(spool.iterdir()) == []
+            expected = MultipartDecoder("b", policy=policy, spool_threshold=threshold, spool_dir=str(spool))
+            expected.feed(raw)
+            assert full_summary(got) == full_summary(expected.close())
 
     @settings(max_examples=100, deadline=None)
     @given(data=st.data(), policy=st.sampled_from([STRICT, LENIENT]))

@@ -7,16 +7,23 @@ process, so that peak RSS belongs to that measurement alone:
 
 ``read``
     the baseline: read the file in 1 MiB chunks and discard them;
-``decode``
-    read it the same way and feed every chunk to :class:`MultipartDecoder`,
-    which spools the large part to a temporary directory (removed afterwards);
+``decode_source``
+    the headline: read it the same way and feed every chunk to a
+    :class:`MultipartDecoder` told that the chunks are that file's bytes
+    (``source=Body.from_file(path)``), so the large part is returned as a range
+    of the file and nothing is copied: the path of a body that is already a
+    file (the Image Manager's spooled request, a file given to ``validate``);
+``decode_spool``
+    for context: the same without ``source``, so the large part is spooled to
+    a temporary directory (removed afterwards): the path of a body that
+    arrives from the network and is not kept;
 ``copy``
-    for context only: read it the same way and write every chunk to a file in
+    for context: read it the same way and write every chunk to a file in
     such a directory, the I/O any decoder that spools a part must do.
 
-Timings exclude interpreter start-up and imports.  ``throughput_ratio`` is
-``read time / decode time`` per repeat; the targets are a median ratio of at
-least 0.5 and a peak RSS of every decode process below 100 MiB.
+Timings exclude interpreter start-up and imports.  Each mode's ``ratio`` is
+``read time / its time`` per round; the targets apply to ``decode_source``: a
+median ratio of at least 0.5 and a peak RSS of every such process below 100 MiB.
 
 Peak RSS is the child's ``VmHWM`` from ``/proc/self/status`` where available.
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is reported too (``ru_maxrss_mib``)
@@ -57,15 +64,22 @@ _JSON_PART = b'[{"00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.77.
 TARGET_RATIO = 0.5
 TARGET_RSS_MIB = 100.0
 
+#: The measurements, in the order of the first round; the first is the baseline.
+MODES = ("read", "decode_source", "decode_spool", "copy")
+HEADLINE = "decode_source"
+
 # Runs in a fresh interpreter: argv[1] is a JSON object {mode, path, boundary, out_dir}.
 _CHILD = r"""
 import json, os, resource, sys, time
 args = json.loads(sys.argv[1])
 chunk = 1 << 20
 mode = args["mode"]
-if mode == "decode":
-    from wic_conformance.dicomweb.multipart import MultipartDecoder
 out = {}
+if mode.startswith("decode"):
+    from wic_conformance.dicomweb import multipart
+    from wic_conformance.dicomweb.exchange import Body
+    from wic_conformance.dicomweb.multipart import MultipartDecoder
+    out["search"] = "bytes.find" if multipart._MEMMEM is None else "memmem"
 start = time.perf_counter()
 with open(args["path"], "rb") as source:
     if mode == "read":
@@ -73,20 +87,29 @@ with open(args["path"], "rb") as source:
         while data := source.read(chunk):
             total += len(data)
         out["bytes"] = total
-    elif mode == "decode":
-        decoder = MultipartDecoder(args["boundary"], spool_dir=args["out_dir"])
+    elif mode.startswith("decode"):
+        told = Body.from_file(args["path"]) if mode == "decode_source" else None
+        decoder = MultipartDecoder(args["boundary"], spool_dir=args["out_dir"], source=told)
         while data := source.read(chunk):
             decoder.feed(data)
         result = decoder.close()
-        out["complete"] = result.complete
-        out["sizes"] = [part.body.size for part in result.parts]
-        out["codes"] = [dev.code for dev in result.deviations]
     else:
         with open(os.path.join(args["out_dir"], "copy.bin"), "wb") as sink:
             while data := source.read(chunk):
                 sink.write(data)
 seconds = time.perf_counter() - start
 out["seconds"] = seconds
+if mode.startswith("decode"):  # checked by the parent, after the clock stopped
+    def last(body, n=32):
+        n = min(n, body.size)
+        return body.read()[-n:] if body.in_memory else Body(path=body.path, size=n,
+                                                              offset=body.offset + body.size - n).read()
+    out["complete"] = result.complete
+    out["codes"] = [dev.code for dev in result.deviations]
+    out["parts"] = [{"size": p.body.size, "offset": p.body.offset, "in_memory": p.body.in_memory,
+                     "in_source": p.body.path is not None and str(p.body.path) == args["path"],
+                     "head": p.body.head(32).hex(), "tail": last(p.body).hex()} for p in result.parts]
+    out["spooled_files"] = len(os.listdir(args["out_dir"]))
 out["ru_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:  # this process's own high-water mark; ru_maxrss also carries the parent's over fork/exec
     with open("/proc/self/status") as status:
@@ -95,6 +118,15 @@ except (OSError, IndexError, ValueError):
     out["peak_rss_kib"] = out["ru_maxrss_kib"]
 sys.stdout.write(json.dumps(out))
 """
+
+
+def _block(seed: int = 2046) -> bytes:
+    """Return the pseudo-random 1 MiB block the large part repeats."""
+    return random.Random(seed).randbytes(_CHUNK)
+
+
+def _tail(boundary: str) -> bytes:
+    return f"\r\n--{boundary}--\r\n".encode()
 
 
 def write_multipart_body(path: Path, size_bytes: int, *, seed: int = 2046) -> tuple[str, str, int]:
@@ -111,7 +143,7 @@ def write_multipart_body(path: Path, size_bytes: int, *, seed: int = 2046) -> tu
     ----------
     RFC 2046 §5.1.1; PS3.18 §8.6.1.2.
     """
-    block = random.Random(seed).randbytes(_CHUNK)
+    block = _block(seed)
     while True:
         boundary = "wic-bench-" + secrets.token_hex(12)
         dash = ("--" + boundary).encode()
@@ -120,7 +152,7 @@ def write_multipart_body(path: Path, size_bytes: int, *, seed: int = 2046) -> tu
     head = (f"--{boundary}\r\nContent-Type: {mt.APPLICATION_DICOM_JSON}\r\n\r\n".encode() + _JSON_PART
             + f"\r\n--{boundary}\r\nContent-Type: {mt.APPLICATION_OCTET_STREAM}\r\n"
               f"Content-Location: /bulk/1\r\n\r\n".encode())
-    tail = f"\r\n--{boundary}--\r\n".encode()
+    tail = _tail(boundary)
     big = max(0, size_bytes - len(head) - len(tail))
     with open(path, "wb") as handle:
         handle.write(head)
@@ -151,6 +183,26 @@ def _child(mode: str, path: Path, boundary: str, out_dir: Path | None) -> dict[s
     return report
 
 
+def _check_decode(mode: str, report: dict[str, Any], *, body: Path, boundary: str, big: int) -> None:
+    """Raise unless a decode child returned the two parts, the large one as the mode promises."""
+    block = _block()
+    tail = bytes(block[(big - 32 + k) % len(block)] for k in range(32)) if big >= 32 else b""
+    parts = report["parts"]
+    sizes = [p["size"] for p in parts]
+    problem = None
+    if not report["complete"] or report["codes"] or sizes != [len(_JSON_PART), big]:
+        problem = "the decoder did not return the two parts"
+    elif big >= 32 and (parts[1]["head"] != block[:32].hex() or parts[1]["tail"] != tail.hex()):
+        problem = "the large part does not hold the bytes written"
+    elif mode == HEADLINE and (not parts[1]["in_source"] or report["spooled_files"]
+                               or parts[1]["offset"] != body.stat().st_size - len(_tail(boundary)) - big):
+        problem = "the large part is not a range of the source file (or something was spooled)"
+    elif mode != HEADLINE and (parts[1]["in_source"] or report["spooled_files"] != 1):
+        problem = "the large part was not spooled"
+    if problem is not None:
+        raise WicConformanceError(f"{mode}: {problem}: {report}")
+
+
 def bench_multipart_decode(size_bytes: int, repeats: int) -> dict[str, Any]:
     """Measure decoding a ``size_bytes`` multipart body fed in 1 MiB chunks against plainly reading it.
 
@@ -159,22 +211,27 @@ def bench_multipart_decode(size_bytes: int, repeats: int) -> dict[str, Any]:
     size_bytes : int
         Size of the generated body.
     repeats : int
-        Number of (read, decode, copy) rounds; each measurement is a fresh process,
-        and the order within a round rotates.
+        Number of rounds of the four :data:`MODES`; each measurement is a fresh
+        process, and the order within a round rotates.
 
     Returns
     -------
     dict
-        ``name``, ``size``, ``repeats``, ``baseline_s``, ``decode_s``, ``copy_s``,
-        ``throughput_ratio`` (baseline / decode), ``copy_ratio`` (copy / decode, context only),
-        ``peak_rss_mib`` (decode processes, ``VmHWM``), ``baseline_peak_rss_mib``,
-        ``ru_maxrss_mib`` (decode processes, as ``getrusage`` reports it), ``targets`` and
-        ``met``; each series as ``{"median", "min", "max"}``.
+        ``name``, ``size``, ``repeats``, ``headline`` (``"decode_source"``),
+        ``delimiter_search`` (``"memmem"`` or ``"bytes.find"``: how the decoder
+        looks for delimiters on this platform) and ``modes``: for each of ``read``,
+        ``decode_source``, ``decode_spool`` and ``copy``, its ``seconds``, ``ratio``
+        (read time / its time, per round; 1 for ``read``), ``peak_rss_mib`` (``VmHWM``) and ``ru_maxrss_mib`` (as
+        ``getrusage`` reports it).  For the headline, at the top level:
+        ``baseline_s``, ``decode_s``, ``throughput_ratio``, ``peak_rss_mib``,
+        then ``targets`` and ``met``.  Each series is ``{"median", "min", "max"}``.
 
     Raises
     ------
     WicConformanceError
-        When a child process fails or the decoder does not return the two parts.
+        When a child process fails, or a decoder does not return the two parts
+        (the large one as a range of the file for ``decode_source``, spooled for
+        ``decode_spool``).
 
     References
     ----------
@@ -182,46 +239,52 @@ def bench_multipart_decode(size_bytes: int, repeats: int) -> dict[str, Any]:
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
-    times: dict[str, list[float]] = {"read": [], "decode": [], "copy": []}
-    rss: dict[str, list[float]] = {"read": [], "decode": [], "copy": []}
-    ru_maxrss: list[float] = []
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    rss: dict[str, list[float]] = {mode: [] for mode in MODES}
+    ru_maxrss: dict[str, list[float]] = {mode: [] for mode in MODES}
+    search = ""
     with tempfile.TemporaryDirectory(prefix="wic-bench-") as tmp:
         body = Path(tmp) / "body.bin"
         _log.info("writing a %d-byte multipart body to %s", size_bytes, body)
         _, boundary, big = write_multipart_body(body, size_bytes)
-        modes = ["read", "decode", "copy"]
         for round_no in range(repeats):
-            order = modes[round_no % 3:] + modes[:round_no % 3]
-            for mode in order:
+            turn = round_no % len(MODES)
+            for mode in MODES[turn:] + MODES[:turn]:
                 out_dir = Path(tempfile.mkdtemp(prefix=f"wic-bench-{mode}-", dir=tmp))
                 try:
                     report = _child(mode, body, boundary, out_dir)
                 finally:
                     shutil.rmtree(out_dir, ignore_errors=True)
-                if mode == "decode" and (not report["complete"] or report["sizes"] != [len(_JSON_PART), big]):
-                    raise WicConformanceError(f"the decoder did not return the two parts: {report}")
+                if mode.startswith("decode"):
+                    _check_decode(mode, report, body=body, boundary=boundary, big=big)
+                    search = report["search"]
                 times[mode].append(report["seconds"])
                 rss[mode].append(report["peak_rss_kib"] / 1024)
-                if mode == "decode":
-                    ru_maxrss.append(report["ru_maxrss_kib"] / 1024)
+                ru_maxrss[mode].append(report["ru_maxrss_kib"] / 1024)
                 _log.info("round %d %s: %.3f s, peak RSS %.1f MiB", round_no + 1, mode, report["seconds"],
                           report["peak_rss_kib"] / 1024)
-    ratios = [b / d for b, d in zip(times["read"], times["decode"], strict=True)]
-    copy_ratios = [c / d for c, d in zip(times["copy"], times["decode"], strict=True)]
-    ratio = spread(ratios)
-    peak = spread(rss["decode"])
+    modes = {
+        mode: {
+            "seconds": spread(times[mode]),
+            "ratio": spread([b / t for b, t in zip(times["read"], times[mode], strict=True)]),
+            "peak_rss_mib": spread(rss[mode]),
+            "ru_maxrss_mib": spread(ru_maxrss[mode]),
+        }
+        for mode in MODES
+    }
+    headline = modes[HEADLINE]
+    ratio, peak = headline["ratio"], headline["peak_rss_mib"]
     return {
         "name": "multipart_decode",
         "size": size_bytes,
         "repeats": repeats,
-        "baseline_s": spread(times["read"]),
-        "decode_s": spread(times["decode"]),
-        "copy_s": spread(times["copy"]),
+        "headline": HEADLINE,
+        "delimiter_search": search,
+        "baseline_s": modes["read"]["seconds"],
+        "decode_s": headline["seconds"],
         "throughput_ratio": ratio,
-        "copy_ratio": spread(copy_ratios),
         "peak_rss_mib": peak,
-        "baseline_peak_rss_mib": spread(rss["read"]),
-        "ru_maxrss_mib": spread(ru_maxrss),
+        "modes": modes,
         "targets": {"throughput_ratio>=": TARGET_RATIO, "peak_rss_mib<": TARGET_RSS_MIB},
         "met": ratio["median"] >= TARGET_RATIO and peak["max"] < TARGET_RSS_MIB,
     }

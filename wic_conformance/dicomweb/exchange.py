@@ -128,7 +128,7 @@ class Body:
         return cls(data=raw, size=len(raw))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], offset: int = 0, size: int | None = None) -> Body:
+    def from_file(cls, path: str | os.PathLike[str], *, offset: int = 0, size: int | None = None) -> Body:
         """Refer to a file on disk, or to ``size`` bytes of it from ``offset``, without reading it.
 
         Parameters
@@ -171,11 +171,17 @@ class Body:
             return False
 
     class _RangeReader(io.RawIOBase):
-        """Unbuffered, seekable reader of ``size`` bytes of a file from ``offset``; positions are range-relative."""
+        """Unbuffered, seekable reader of ``size`` bytes of a file from ``offset``; positions are range-relative.
+
+        Its ``name`` is ``"<path>[<start>:<end>]"``, which is not a file name: nothing
+        that re-opens a reader by name (pydicom sets ``Dataset.filename`` from it) can
+        silently read the whole file instead of the range.
+        """
 
         def __init__(self, path: Path, offset: int, size: int) -> None:
             super().__init__()
             self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+            self.name = f"{path}[{offset}:{offset + size}]"
             self._start = offset
             self._size = size
             self._pos = 0

@@ -509,3 +509,14 @@ def test_roundtrip_helpers_are_sane() -> None:
     data = mini_part10()
     assert dcmread(io.BytesIO(data)).Modality == "DOC"
     assert os.path.isdir(STANDARD / "mini" / "docbook")
+
+
+@pytest.mark.peer
+def test_dciodvfy_judges_a_byte_range_not_the_whole_file(tmp_path: Path, dciodvfy_path: str) -> None:
+    """An instance decoded from a larger file (a STOW body) is validated on its own bytes."""
+    data = (PART10 / "broken" / "missing-patient-name.dcm").read_bytes()
+    container = tmp_path / "body.bin"
+    container.write_bytes(b"junk before" + data + b"junk after")
+    instance = read_part10(Body.from_file(container, offset=len(b"junk before"), size=len(data)))
+    messages = iod.Dciodvfy(dciodvfy_path).validate(instance)
+    assert any("PatientName" in m.text for m in messages)

@@ -275,7 +275,7 @@ class Dciodvfy:
         """
         body = instance.body
         with contextlib.ExitStack() as stack:
-            if body.path is not None:
+            if body.path is not None and body.is_whole_file:
                 path = body.path
             else:
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="wic-iod-"))

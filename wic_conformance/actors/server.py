@@ -139,10 +139,15 @@ class AsgiServer:
             time.sleep(0.005)
         return self
 
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (the command-line use)."""
+    def serve_forever(self, *, announce: Callable[[str], None] | None = None) -> None:
+        """Serve in the calling thread until interrupted (the command-line use).
+
+        ``announce`` is called with the base URL once the socket is bound.
+        """
         server = self._server = self._make()
         assert self._socket is not None
+        if announce is not None:
+            announce(self.url)
         server.run(sockets=[self._socket])
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -751,7 +751,7 @@ def _raise_capped(findings: Iterable[Finding]) -> None:
 # -- checks ------------------------------------------------------------------------------------------
 
 
-@check(requirements="JSON-001", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-001", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_media_type_is_dicom_json(ctx: CheckContext, exchange: Exchange) -> None:
     """DICOM JSON metadata is labelled application/dicom+json, with no charset other than UTF-8.
 
@@ -782,7 +782,7 @@ def dicom_json_media_type_is_dicom_json(ctx: CheckContext, exchange: Exchange) -
 
 @check(requirements=["JSON-001", "JSON-003", "JSON-004", "JSON-007", "JSON-008", "JSON-009", "JSON-010",
                      "JSON-011", "JSON-012", "JSON-013", "JSON-014", "JSON-015", "JSON-016", "JSON-017"],
-       needs=[Needs.METADATA], tags=["json"])
+       needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_document_decodes(ctx: CheckContext, exchange: Exchange) -> None:
     """Each DICOM JSON document is UTF-8 JSON whose datasets convert to DICOM without loss.
 
@@ -836,7 +836,7 @@ def _conversion_rule(doc: MetadataDocument, pointer: str, problems: list[Problem
     return _DEVIATION_FALLBACK
 
 
-@check(requirements="JSON-002", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-002", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_is_array(ctx: CheckContext, exchange: Exchange) -> None:
     """A DICOM JSON document is one top-level array whose elements are dataset objects.
 
@@ -847,7 +847,7 @@ def dicom_json_is_array(ctx: CheckContext, exchange: Exchange) -> None:
     _report(ctx, exchange, ["not_array", "instance_not_object"])
 
 
-@check(requirements="JSON-003", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-003", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_member_names_are_tags(ctx: CheckContext, exchange: Exchange) -> None:
     """Every dataset member name is an 8-digit uppercase hexadecimal tag.
 
@@ -858,7 +858,7 @@ def dicom_json_member_names_are_tags(ctx: CheckContext, exchange: Exchange) -> N
     _report(ctx, exchange, ["member_name"])
 
 
-@check(requirements="JSON-004", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-004", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_has_no_keyword_members(ctx: CheckContext, exchange: Exchange) -> None:
     """No member is a keyword: datasets name attributes by tag, attributes hold only vr and value fields.
 
@@ -869,7 +869,7 @@ def dicom_json_has_no_keyword_members(ctx: CheckContext, exchange: Exchange) -> 
     _report(ctx, exchange, ["keyword_member", "unknown_member"])
 
 
-@check(requirements="JSON-005", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-005", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_attributes_are_sorted(ctx: CheckContext, exchange: Exchange) -> None:
     """The attributes of every dataset object are in ascending tag order.
 
@@ -880,7 +880,7 @@ def dicom_json_attributes_are_sorted(ctx: CheckContext, exchange: Exchange) -> N
     _report(ctx, exchange, ["unsorted"])
 
 
-@check(requirements="JSON-006", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-006", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_has_no_group_length(ctx: CheckContext, exchange: Exchange) -> None:
     """No dataset holds a group length attribute (gggg,0000).
 
@@ -891,7 +891,7 @@ def dicom_json_has_no_group_length(ctx: CheckContext, exchange: Exchange) -> Non
     _report(ctx, exchange, ["group_length"])
 
 
-@check(requirements="JSON-007", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-007", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_attributes_have_vr(ctx: CheckContext, exchange: Exchange) -> None:
     """Every attribute is an object with a "vr" member holding a PS3.5 VR.
 
@@ -902,7 +902,7 @@ def dicom_json_attributes_have_vr(ctx: CheckContext, exchange: Exchange) -> None
     _report(ctx, exchange, ["attribute_not_object", "vr_missing", "vr_invalid"])
 
 
-@check(requirements="JSON-007", needs=[Needs.METADATA], tags=["json"], options={"allow_un": False})
+@check(requirements="JSON-007", needs=[Needs.METADATA], tags=["capturer", "json"], options={"allow_un": False})
 def dicom_json_vr_matches_dictionary(ctx: CheckContext, exchange: Exchange) -> None:
     """The vr of every public attribute (and private creator) is one the data dictionary allows.
 
@@ -919,7 +919,7 @@ def dicom_json_vr_matches_dictionary(ctx: CheckContext, exchange: Exchange) -> N
                   for p in _dictionary_problems(doc, allow_un))
 
 
-@check(requirements="JSON-008", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-008", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_value_fields_are_exclusive(ctx: CheckContext, exchange: Exchange) -> None:
     """An attribute holds at most one of Value, BulkDataURI and InlineBinary.
 
@@ -930,7 +930,7 @@ def dicom_json_value_fields_are_exclusive(ctx: CheckContext, exchange: Exchange)
     _report(ctx, exchange, ["value_fields"])
 
 
-@check(requirements="JSON-009", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-009", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_values_are_arrays(ctx: CheckContext, exchange: Exchange) -> None:
     """Every Value member is a JSON array, even for a single value.
 
@@ -941,7 +941,7 @@ def dicom_json_values_are_arrays(ctx: CheckContext, exchange: Exchange) -> None:
     _report(ctx, exchange, ["value_not_array"])
 
 
-@check(requirements="JSON-010", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-010", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_binary_vrs_have_no_value(ctx: CheckContext, exchange: Exchange) -> None:
     """Attributes with VR OB, OD, OF, OL, OV, OW or UN carry no Value member.
 
@@ -952,7 +952,7 @@ def dicom_json_binary_vrs_have_no_value(ctx: CheckContext, exchange: Exchange) -
     _report(ctx, exchange, ["binary_value"])
 
 
-@check(requirements="JSON-011", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-011", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_value_types_match_vr(ctx: CheckContext, exchange: Exchange) -> None:
     """Each Value item has the JSON type Table F.2.3-1 gives its VR (null for an empty value).
 
@@ -963,7 +963,7 @@ def dicom_json_value_types_match_vr(ctx: CheckContext, exchange: Exchange) -> No
     _report(ctx, exchange, ["value_type"])
 
 
-@check(requirements="JSON-012", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-012", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_at_values_are_tags(ctx: CheckContext, exchange: Exchange) -> None:
     """Every AT value is an 8-digit uppercase hexadecimal tag string.
 
@@ -974,7 +974,7 @@ def dicom_json_at_values_are_tags(ctx: CheckContext, exchange: Exchange) -> None
     _report(ctx, exchange, ["at_value"])
 
 
-@check(requirements="JSON-013", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-013", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_string_values_follow_vr(ctx: CheckContext, exchange: Exchange) -> None:
     """Every value obeys its VR's PS3.5 definition: format, character repertoire, length and range.
 
@@ -985,7 +985,7 @@ def dicom_json_string_values_follow_vr(ctx: CheckContext, exchange: Exchange) ->
     _report(ctx, exchange, ["string_value", "number_value"])
 
 
-@check(requirements="JSON-014", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-014", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_person_names_are_objects(ctx: CheckContext, exchange: Exchange) -> None:
     """Every PN value is an object of non-empty Alphabetic, Ideographic or Phonetic strings.
 
@@ -996,7 +996,7 @@ def dicom_json_person_names_are_objects(ctx: CheckContext, exchange: Exchange) -
     _report(ctx, exchange, ["person_name"])
 
 
-@check(requirements="JSON-015", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-015", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_sequence_items_are_datasets(ctx: CheckContext, exchange: Exchange) -> None:
     """Every SQ Value item is a dataset object ({} for an empty item).
 
@@ -1007,7 +1007,7 @@ def dicom_json_sequence_items_are_datasets(ctx: CheckContext, exchange: Exchange
     _report(ctx, exchange, ["sequence_item"])
 
 
-@check(requirements="JSON-016", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-016", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_inline_binary_is_base64_string(ctx: CheckContext, exchange: Exchange) -> None:
     """InlineBinary is one valid base64 string, used only with OB, OD, OF, OL, OV, OW or UN.
 
@@ -1018,7 +1018,7 @@ def dicom_json_inline_binary_is_base64_string(ctx: CheckContext, exchange: Excha
     _report(ctx, exchange, ["inline_binary", "inline_binary_vr", "inline_binary_base64"])
 
 
-@check(requirements="JSON-017", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-017", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_bulk_data_uri_vr_allowed(ctx: CheckContext, exchange: Exchange) -> None:
     """A BulkDataURI is a non-empty string, used only with the VRs F.2.2 lists.
 
@@ -1031,7 +1031,7 @@ def dicom_json_bulk_data_uri_vr_allowed(ctx: CheckContext, exchange: Exchange) -
     _report(ctx, exchange, ["bulk_data_uri", "bulk_data_uri_vr"])
 
 
-@check(requirements="JSON-018", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-018", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_text_values_have_no_backslash(ctx: CheckContext, exchange: Exchange) -> None:
     """SH, LO, PN and UC values hold no backslash.
 
@@ -1042,7 +1042,7 @@ def dicom_json_text_values_have_no_backslash(ctx: CheckContext, exchange: Exchan
     _report(ctx, exchange, ["backslash"])
 
 
-@check(requirements="JSON-019", needs=[Needs.METADATA], tags=["json"])
+@check(requirements="JSON-019", needs=[Needs.METADATA], tags=["capturer", "json"])
 def dicom_json_private_creators_precede_blocks(ctx: CheckContext, exchange: Exchange) -> None:
     """Every private attribute's creator element (gggg,00xx) is present, valued and earlier in its dataset.
 

@@ -168,6 +168,31 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if all(r.get("met", True) for r in results) else 1
 
 
+def _cmd_manager(args: argparse.Namespace, out: TextIO) -> int:
+    from wic_conformance.actors.manager import ImageManager, ManagerConfig
+    from wic_conformance.actors.server import AsgiServer
+
+    overrides = {"data_dir": args.data, "patients": args.patients}
+    if args.config:
+        config = ManagerConfig.from_file(args.config, **overrides)
+    else:
+        config = ManagerConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    manager = ImageManager(config, catalogue=_catalogue(args.rules))
+    server = AsgiServer(manager.app, host=args.host, port=args.port,
+                        h11_max_incomplete_event_size=config.max_header_bytes)
+    def announce(url: str) -> None:
+        out.write(f"wic-conformance Image Manager\n  STOW-RS  {url}{config.root}/studies\n"
+                  f"  PDQm     {url}{config.fhir_root}/Patient\n  verdicts {url}/wic/exchanges\n"
+                  f"  data     {manager.data_dir}\n")
+        out.flush()
+
+    try:
+        server.serve_forever(announce=announce)
+    finally:
+        manager.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``wic-conformance`` command."""
     parser = argparse.ArgumentParser(prog="wic-conformance", description=__doc__.split("\n")[0])
@@ -189,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--standard", metavar="DIR",
                      help="local DICOM standard folder for dicom-validator (never downloaded)")
     val.set_defaults(func=_cmd_validate)
+
+    man = sub.add_parser("manager", help="run the simulated Image Manager (STOW-RS, QIDO-RS, WADO-RS, PDQm)")
+    man.add_argument("--host", default="127.0.0.1")
+    man.add_argument("--port", type=int, default=8042)
+    man.add_argument("--data", metavar="DIR", help="storage folder (kept across restarts)")
+    man.add_argument("--config", metavar="FILE", help="YAML settings (see ManagerConfig)")
+    man.add_argument("--patients", metavar="FILE", help="synthetic patients for PDQm (e.g. fixtures/patients.json)")
+    man.add_argument("--rules", metavar="FILE", help="rule profile used to judge the Capturer")
+    man.set_defaults(func=_cmd_manager)
 
     chk = sub.add_parser("checks", help="list the registered checks")
     chk.set_defaults(func=_cmd_checks)

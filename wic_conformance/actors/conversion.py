@@ -72,7 +72,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from PIL import Image, ImageSequence
@@ -103,6 +103,7 @@ from wic_conformance.model.instances import IMPLEMENTATION_CLASS_UID, IMPLEMENTA
 
 __all__ = [
     "ConversionPolicy",
+    "FailureReason",
     "Converted",
     "ImageSopClass",
     "Rejected",
@@ -111,16 +112,32 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# -- Failure and Warning Reasons (PS3.18 Annex I; the same values as manager.FailureReason) ---------------
+# -- Failure and Warning Reasons -----------------------------------------------------------------------
 
-PROCESSING_FAILURE = 0x0110
-SOP_CLASS_NOT_SUPPORTED = 0x0122
-DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC000
-TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
-BULK_DATA_UNRESOLVED = 0xC40A
-COERCED = 0xB000
-ELEMENTS_DISCARDED = 0xB006
+
+class FailureReason(IntEnum):
+    """Failure and Warning Reason codes the simulated Image Manager uses (its conformance statement).
+
+    The Annex I codes are used where one fits; ``0xC4xx`` codes are this
+    implementation's own members of the "cannot understand" range.
+
+    References
+    ----------
+    PS3.18 Annex I, Tables I.2-1 and I.2-2.
+    """
+
+    PROCESSING_FAILURE = 0x0110
+    SOP_CLASS_NOT_SUPPORTED = 0x0122
+    OUT_OF_RESOURCES = 0xA700
+    DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+    TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+    STUDY_UID_MISMATCH = 0xC409
+    BULK_DATA_UNRESOLVED = 0xC40A
+    DUPLICATE_SOP_INSTANCE = 0xC40B
+    COERCED = 0xB000
+    ELEMENTS_DISCARDED = 0xB006
+
 
 #: ``video/3gpp`` (WIC-OPT-007); not among the media type constants of ``dicomweb.media_types``.
 VIDEO_3GPP = "video/3gpp"
@@ -391,7 +408,8 @@ def convert_submission(
     for doc in stow.metadata:
         for raw, dataset, index in _instances_of(doc):
             if dataset is None:
-                out.append(Rejected(_raw_uid(raw, "00080016"), _raw_uid(raw, "00080018"), CANNOT_UNDERSTAND,
+                out.append(Rejected(_raw_uid(raw, "00080016"), _raw_uid(raw, "00080018"),
+                                    FailureReason.CANNOT_UNDERSTAND,
                                     f"{doc.location}, instance {index + 1}: the metadata of this instance could "
                                     f"not be decoded{_first_problem(doc)}"))
                 continue
@@ -411,8 +429,8 @@ def _guarded(convert: Callable[[], Converted], received: Dataset | None) -> Conv
                         rejection.message)
     except Exception as exc:  # a defect of this engine, not of the request: reported per instance
         log.exception("conversion of one instance failed")
-        return Rejected(_uid_of(received, "SOPClassUID"), _uid_of(received, "SOPInstanceUID"), PROCESSING_FAILURE,
-                        f"processing failure: {type(exc).__name__}: {exc}")
+        return Rejected(_uid_of(received, "SOPClassUID"), _uid_of(received, "SOPInstanceUID"),
+                        FailureReason.PROCESSING_FAILURE, f"processing failure: {type(exc).__name__}: {exc}")
 
 
 def _uid_of(ds: Dataset | None, keyword: str) -> str | None:
@@ -491,19 +509,19 @@ def _accept_part10(instance: Part10Instance) -> Converted:
     ds = instance.dataset
     if ds is None:
         why = "; ".join(d.message for d in instance.deviations) or "it does not decode"
-        raise _Reject(CANNOT_UNDERSTAND, f"{instance.location}: cannot decode the PS3.10 part: {why}")
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"{instance.location}: cannot decode the PS3.10 part: {why}")
     ts = instance.transfer_syntax
     if ts is None:
-        raise _Reject(CANNOT_UNDERSTAND, f"{instance.location}: the File Meta Information has no Transfer Syntax "
-                                         "UID (0002,0010)")
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND,
+                      f"{instance.location}: the File Meta Information has no Transfer Syntax UID (0002,0010)")
     if ts in _NON_WEB:
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"{instance.location}: Transfer Syntax {ts} ({_NON_WEB[ts]}) is not allowed in a STOW-RS "
                       "request; use an explicit VR little endian transfer syntax (PS3.18 §8.7.3)")
     missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
                if _uid_of(ds, kw) is None]
     if missing:
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"{instance.location}: Type 1 attribute(s) missing or empty: {', '.join(missing)}")
     notes: list[str] = []
     meta = ds.file_meta
@@ -551,7 +569,7 @@ def _check_declared(declared: str | None, allowed: frozenset[str], describe: str
     """Reject a transfer-syntax parameter that contradicts the bitstream (WIC-IM-021)."""
     if declared and declared not in allowed:
         fits = ", ".join(sorted(allowed)) or "none"
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the {media_type} part declares transfer-syntax={declared}, which contradicts the bitstream "
                       f"({describe}); transfer syntaxes that fit it: {fits} (WIC-IM-021)")
 
@@ -585,21 +603,21 @@ def _jpeg(data: bytes, declared: str | None) -> _Media:
     try:
         info = media.probe_jpeg(data)
     except media.MediaProbeError as exc:
-        raise _Reject(CANNOT_UNDERSTAND, f"the image/jpeg part cannot be read: {exc}") from None
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the image/jpeg part cannot be read: {exc}") from None
     describe = f"JPEG SOF 0x{info.sof:02X} {info.process}, {info.precision}-bit, {info.components} component(s)"
     if info.jpeg_ls:
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the image/jpeg part is a JPEG-LS stream ({describe}); JPEG-LS is image/jls, not image/jpeg")
     allowed = media.jpeg_transfer_syntaxes(info)
     if not allowed:
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the image/jpeg part is a {describe} stream, which no current transfer syntax carries "
                       "unchanged (only retired ones do); send a baseline, extended or lossless JPEG")
     _check_declared(declared, allowed, describe, mt.IMAGE_JPEG)
     ts = declared or media.jpeg_transfer_syntax(info)
     assert ts is not None
     if info.components not in (1, 3):
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"the image/jpeg part has {info.components} components; 1 (grey) or 3 (colour) expected")
     lossy = not info.lossless
     if info.components == 1:
@@ -650,7 +668,7 @@ def _j2k(data: bytes, media_type: str, declared: str | None) -> _Media:
     try:
         info = media.probe_j2k(data)
     except media.MediaProbeError as exc:
-        raise _Reject(CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
     reversible = info.reversible is not False
     allowed = {_J2K} | ({_J2K_LOSSLESS} if reversible else set())
     if media_type == mt.IMAGE_JPX:
@@ -660,7 +678,7 @@ def _j2k(data: bytes, media_type: str, declared: str | None) -> _Media:
     _check_declared(declared, frozenset(allowed), describe, media_type)
     ts = declared or (_J2K_LOSSLESS if info.reversible else _J2K)
     if info.components not in (1, 3):
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"the {media_type} part has {info.components} components; 1 (grey) or 3 (colour) expected")
     if info.components == 1:
         photometric = "MONOCHROME2"
@@ -721,22 +739,22 @@ def _mp4(data: bytes, media_type: str, declared: str | None) -> _Media:
     try:
         info = media.probe_mp4(data)
     except media.MediaProbeError as exc:
-        raise _Reject(CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
     describe = f"{info.codec} profile_idc {info.profile_idc} level_idc {info.level_idc}"
     if not (info.is_avc or info.is_hevc):
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the {media_type} part holds {info.codec!r} video; only H.264/AVC and H.265/HEVC can be "
                       "stored unchanged")
     allowed = media.mp4_transfer_syntaxes(info)
     if not allowed:
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the {media_type} part is {describe}, which no DICOM transfer syntax covers "
                       "(H.264 up to level 4.2, HEVC Main/Main 10 up to level 5.1)")
     _check_declared(declared, allowed, describe, media_type)
     ts = declared or media.mp4_transfer_syntax(info)
     assert ts is not None
     if ts.startswith(_HEVC_MAIN10) or (info.is_hevc and info.profile_idc == 2):
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the {media_type} part is an HEVC Main 10 stream ({describe}); the VL Image Module of the "
                       "video IODs describes 8-bit samples only")
     result = _Media(_VIDEO, media_type, ts, _encapsulated(data), describe, encapsulated=True)
@@ -761,12 +779,12 @@ def _mpeg2(data: bytes, media_type: str, declared: str | None) -> _Media:
     try:
         info = media.probe_mpeg2(data[:1 << 22])
     except media.MediaProbeError as exc:
-        raise _Reject(CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
     level = f"0x{info.profile_level:02X}" if info.profile_level is not None else "none (MPEG-1)"
     describe = f"MPEG video {info.width}x{info.height}, profile_and_level_indication {level}"
     allowed = media.mpeg2_transfer_syntaxes(info)
     if not allowed:
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the {media_type} part is {describe}; only MPEG-2 Main Profile at Main or High Level can be "
                       "stored unchanged")
     _check_declared(declared, allowed, describe, media_type)
@@ -814,9 +832,9 @@ def _raster(data: bytes, media_type: str) -> _Media:
         try:
             png = media.probe_png(data)
         except media.MediaProbeError as exc:
-            raise _Reject(CANNOT_UNDERSTAND, f"the image/png part cannot be read: {exc}") from None
+            raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the image/png part cannot be read: {exc}") from None
         if png.bit_depth == 16 and png.color_type != 0:
-            raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+            raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                           "the image/png part has 16-bit colour samples, which this Image Manager cannot convert "
                           "without loss; send 8-bit colour or 16-bit greyscale")
         depth = png.bit_depth if png.color_type == 0 else 8
@@ -825,7 +843,7 @@ def _raster(data: bytes, media_type: str) -> _Media:
         try:
             gif = media.probe_gif(data)
         except media.MediaProbeError as exc:
-            raise _Reject(CANNOT_UNDERSTAND, f"the image/gif part cannot be read: {exc}") from None
+            raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the image/gif part cannot be read: {exc}") from None
         describe = f"GIF {gif.width}x{gif.height}, {gif.frames} frame(s)"
     try:
         with warnings.catch_warnings():
@@ -833,18 +851,18 @@ def _raster(data: bytes, media_type: str) -> _Media:
             frames, durations, modes, transparency = _decode_frames(data)
     except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
-        raise _Reject(CANNOT_UNDERSTAND, f"the {media_type} part cannot be decoded: {exc}") from None
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be decoded: {exc}") from None
     grey16 = depth == 16
     grey = grey16 or all(m in ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B") for m in modes)
     target = "I;16" if grey16 else "L" if grey else "RGB"
     width, height = frames[0].size
     if width > 0xFFFF or height > 0xFFFF:
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"the {media_type} image is {width}x{height}; Rows and Columns cannot exceed 65535")
     pixels = bytearray()
     for frame in frames:
         if frame.size != (width, height):
-            raise _Reject(CANNOT_UNDERSTAND, f"the frames of the {media_type} part differ in size")
+            raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the frames of the {media_type} part differ in size")
         pixels += (frame if frame.mode == target else frame.convert(target)).tobytes()
     if len(pixels) % 2:
         pixels += b"\x00"
@@ -912,7 +930,7 @@ def _native(data: bytes, received: Dataset, declared: str | None) -> _Media:
     PS3.18 Table 10.5.2-1 (application/octet-stream); PS3.5 §8.1.1 (native pixel data), §8.2 note.
     """
     if declared and declared not in (_EXPLICIT_LE, _IMPLICIT_LE):
-        raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the application/octet-stream part declares transfer-syntax={declared}; native little "
                       f"endian pixel data ({_EXPLICIT_LE}) is expected")
     needed = list(_PIXEL_KEYWORDS)
@@ -927,7 +945,7 @@ def _native(data: bytes, received: Dataset, declared: str | None) -> _Media:
 
     missing = [kw for kw in needed if absent(kw)]
     if missing:
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       "application/octet-stream Pixel Data needs the full Image Pixel Description in the metadata; "
                       f"missing or empty: {', '.join(missing)} (PS3.18 §10.5.2)")
     rows, columns = _int_value(received, "Rows") or 0, _int_value(received, "Columns") or 0
@@ -935,17 +953,17 @@ def _native(data: bytes, received: Dataset, declared: str | None) -> _Media:
     frames = _int_value(received, "NumberOfFrames") or 1
     samples = spp or 1
     if allocated not in (1, 8, 16, 32) or not rows or not columns:
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"the Image Pixel Description is not usable: Rows {rows}, Columns {columns}, "
                       f"Bits Allocated {allocated}")
     expected = math.ceil(rows * columns * samples * frames * allocated / 8)
     if not (len(data) == expected or (expected % 2 == 1 and len(data) == expected + 1)):
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"the application/octet-stream part has {len(data)} bytes but the Image Pixel Description "
                       f"({rows}x{columns}, {samples} sample(s), {allocated} bits allocated, {frames} frame(s)) "
                       f"implies {expected}")
     if frames > 1 and received.get("FrameIncrementPointer") in (None, ""):
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"multi-frame application/octet-stream Pixel Data ({frames} frames) needs Frame Increment "
                       "Pointer (0028,0009) and the attribute it points to in the metadata")
     value = data[:expected] + (b"\x00" if expected % 2 else b"")
@@ -1023,8 +1041,8 @@ class _MetadataConversion:
         items = self._original_attributes()
         self._file_meta(sop_class, content.transfer_syntax)
         self.discarded.extend(content.discarded)
-        warning = (COERCED if self.supplemented or self.corrected
-                   else ELEMENTS_DISCARDED if self.discarded else None)
+        warning = (FailureReason.COERCED if self.supplemented or self.corrected
+                   else FailureReason.ELEMENTS_DISCARDED if self.discarded else None)
         notes: list[str] = []  # what changed what was received first, then what was only added
         if self.supplemented:
             notes.append("supplemented " + "; ".join(self.supplemented) + " (recorded in (0400,0561))")
@@ -1047,12 +1065,12 @@ class _MetadataConversion:
             found = self.stow.part_by_location(ref.uri)
             if len(found) != 1:
                 how = "does not name a part" if not found else f"names {len(found)} parts"
-                raise _Reject(BULK_DATA_UNRESOLVED,
+                raise _Reject(FailureReason.BULK_DATA_UNRESOLVED,
                               f"{self.where}: BulkDataURI {ref.uri!r} of {_tag_text(ref.tag)} {how} of this request "
                               "(bulk data is resolved against the Content-Location of the request's parts only)")
         top = [r for r in refs if self._top_level(r) and r.tag.upper() in ("7FE00010", "00420011")]
         if len(top) > 1:
-            raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                           f"{self.where}: more than one Pixel Data / Encapsulated Document reference")
         try:
             if top:
@@ -1066,13 +1084,13 @@ class _MetadataConversion:
                     if tag == _PIXEL_DATA:
                         return _native(data, self.received, None)
                     if media.guess_media_type(data) != mt.APPLICATION_PDF:
-                        raise _Reject(CANNOT_UNDERSTAND, "the inline Encapsulated Document is not a PDF")
+                        raise _Reject(FailureReason.CANNOT_UNDERSTAND, "the inline Encapsulated Document is not a PDF")
                     return _pdf(data, self.received)
         except _Reject as rejection:
             if rejection.message.startswith(self.where):
                 raise
             raise _Reject(rejection.reason, f"{self.where}: {rejection.message}") from None
-        raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+        raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"{self.where}: neither Pixel Data (7FE0,0010) nor Encapsulated Document (0042,0011) is "
                       "given; there is nothing to store (WIC-IM-011)")
 
@@ -1085,7 +1103,7 @@ class _MetadataConversion:
         ctype = part.content_type
         label = f"part {part.index + 1}"
         if ctype is None:
-            raise _Reject(CANNOT_UNDERSTAND, f"{self.where}: bulk data {label} has no Content-Type")
+            raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"{self.where}: bulk data {label} has no Content-Type")
         kind = ctype.essence
         declared = ctype.transfer_syntax
         data = part.body.read()
@@ -1094,23 +1112,24 @@ class _MetadataConversion:
         switched_off = {mt.IMAGE_PNG: not policy.accept_png, mt.IMAGE_GIF: not policy.accept_gif,
                         mt.VIDEO_QUICKTIME: not policy.accept_quicktime, VIDEO_3GPP: not policy.accept_3gpp}
         if switched_off.get(kind):
-            raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+            raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                           f"{self.where}: {kind} bulk data is not accepted by this Image Manager's configuration")
         if tag == _ENCAPSULATED_DOCUMENT:
             if kind != mt.APPLICATION_PDF:
-                raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                               f"{self.where}: the Encapsulated Document part is {kind}; only application/pdf is "
                               "supported")
             if guess != mt.APPLICATION_PDF:
-                raise _Reject(CANNOT_UNDERSTAND, f"{self.where}: {label} is labelled application/pdf but its "
-                                                 f"content is {guess or 'not a PDF'}")
+                raise _Reject(FailureReason.CANNOT_UNDERSTAND,
+                              f"{self.where}: {label} is labelled application/pdf but its "
+                              f"content is {guess or 'not a PDF'}")
             if declared and declared != _EXPLICIT_LE:
-                raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+                raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                               f"{self.where}: the application/pdf part declares transfer-syntax={declared}; an "
                               f"Encapsulated PDF is stored as {_EXPLICIT_LE}")
             return _pdf(data, self.received)
         if kind == mt.APPLICATION_PDF:
-            raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                           f"{self.where}: a PDF was given as Pixel Data; it belongs in Encapsulated Document "
                           "(0042,0011)")
         if kind == mt.APPLICATION_OCTET_STREAM:
@@ -1119,10 +1138,10 @@ class _MetadataConversion:
                       mt.IMAGE_JP2: {mt.IMAGE_JP2}, mt.IMAGE_JPX: {mt.IMAGE_JPX, mt.IMAGE_JP2},
                       mt.VIDEO_MPEG2: {mt.VIDEO_MPEG2}, mt.VIDEO_MPEG: {mt.VIDEO_MPEG2}, **_MP4_FAMILY}.get(kind)
         if compatible is None:
-            raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+            raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                           f"{self.where}: bulk data of media type {kind!r} is not supported (PS3.18 Table 10.5.2-1)")
         if guess is not None and guess not in compatible:
-            raise _Reject(CANNOT_UNDERSTAND,
+            raise _Reject(FailureReason.CANNOT_UNDERSTAND,
                           f"{self.where}: {label} is labelled {kind} but its content is {guess}")
         if kind == mt.IMAGE_JPEG:
             return _jpeg(data, declared)
@@ -1130,7 +1149,7 @@ class _MetadataConversion:
             return _j2k(data, kind, declared)
         if kind in (mt.IMAGE_PNG, mt.IMAGE_GIF):
             if declared and declared != _EXPLICIT_LE:
-                raise _Reject(TRANSFER_SYNTAX_NOT_SUPPORTED,
+                raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                               f"{self.where}: the {kind} part declares transfer-syntax={declared}; {kind} is "
                               f"transformed into {_EXPLICIT_LE}")
             return _raster(data, kind)
@@ -1167,12 +1186,12 @@ class _MetadataConversion:
         given = _uid_of(self.received, "SOPClassUID")
         if given is not None:
             if given not in _SOP_CLASS_NAMES:
-                raise _Reject(SOP_CLASS_NOT_SUPPORTED,
+                raise _Reject(FailureReason.SOP_CLASS_NOT_SUPPORTED,
                               f"{self.where}: SOP Class {given} is not one this Image Manager builds from metadata "
                               f"and bulk data (supported: {', '.join(sorted(_SOP_CLASS_NAMES))})")
             problem = self._misfit(given, content)
             if problem:
-                raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                               f"{self.where}: the metadata names {_SOP_CLASS_NAMES[given]} ({given}) but "
                               f"{problem}")
             return given
@@ -1193,7 +1212,7 @@ class _MetadataConversion:
             for candidate in (_MF_TRUE_COLOR_SC, _MF_GRAYSCALE_BYTE_SC, _MF_GRAYSCALE_WORD_SC):
                 if not self._misfit(candidate, content):
                     return candidate, f" ({content.frames} frames)"
-            raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                           f"{self.where}: no multi-frame SOP Class fits {content.describe}")
         if self.policy.image_sop_class is ImageSopClass.VL_PHOTOGRAPHIC:
             problem = self._misfit(_VL_PHOTOGRAPHIC, content)
@@ -1263,7 +1282,7 @@ class _MetadataConversion:
             if _uid_of(self.ds, keyword) is not None:
                 continue
             if not self.policy.supplement_uids:
-                raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                               f"{self.where}: {_name(tag_for_keyword(keyword) or 0)} is missing or empty and this "
                               "Image Manager does not supplement UIDs")
             if keyword == "StudyInstanceUID" and self.target_study:
@@ -1278,7 +1297,7 @@ class _MetadataConversion:
         for keyword, value in content.description.items():
             if value is None:
                 if self._empty(keyword):
-                    raise _Reject(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                    raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                                   f"{self.where}: {keyword} cannot be told from {content.describe} and the metadata "
                                   "does not give it")
                 continue

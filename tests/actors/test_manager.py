@@ -1,0 +1,455 @@
+"""The simulated Image Manager over loopback: every STOW-RS variant, the bad inputs, QIDO/WADO/PDQm."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from pydicom import dcmread
+
+from wic_conformance.actors.manager import Auth, FailureReason, ImageManager, ManagerConfig
+from wic_conformance.dicomweb import media_types as mt
+from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange, Headers, Request, Response
+from wic_conformance.dicomweb.multipart import decode_multipart, encode_multipart
+from wic_conformance.dicomweb.store_response import parse_store_response
+from wic_conformance.findings import Severity
+from wic_conformance.model.fixtures import FixtureIndex
+from wic_conformance.validate.all_checks import REGISTRY
+from wic_conformance.validate.registry import CheckContext, Outcome
+
+INDEX = FixtureIndex.load(Path(__file__).resolve().parents[2] / "fixtures")
+ACCEPT_JSON = {"Accept": mt.APPLICATION_DICOM_JSON}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageManager]:
+    config = ManagerConfig(data_dir=tmp_path_factory.mktemp("im"), max_body_bytes=8 << 20, body_timeout=2.0,
+                           patients=INDEX.root / "patients.json")
+    with ImageManager(config) as im:
+        yield im
+        im.check_errors()
+
+
+def post(url: str, root_type: str, parts: list[tuple[dict[str, str], bytes]], *,
+         headers: dict[str, str] | None = None, study: str | None = None) -> requests.Response:
+    ctype, body = encode_multipart(parts, root_type=root_type)
+    target = f"{url}/studies/{study}" if study else f"{url}/studies"
+    return requests.post(target, data=body, headers={"Content-Type": ctype, **ACCEPT_JSON, **(headers or {})},
+                         timeout=30)
+
+
+def metadata_parts(key: str) -> tuple[str, list[tuple[dict[str, str], bytes]]]:
+    fixture = INDEX[key]
+    return fixture.media_type, [({"Content-Type": fixture.media_type}, fixture.read()), *INDEX.bulk_parts(fixture)]
+
+
+def json_with(key: str, **changes: Any) -> bytes:
+    """A JSON metadata fixture with top-level attributes replaced (tag -> attribute object or None)."""
+    doc = json.loads(INDEX[key].read())
+    for tag, value in changes.items():
+        if value is None:
+            doc[0].pop(tag, None)
+        else:
+            doc[0][tag] = value
+    return json.dumps(doc).encode()
+
+
+def fresh_uids(data: bytes) -> bytes:
+    """Give a JSON metadata document new Study/Series/SOP Instance UIDs."""
+    from wic_conformance.model.instances import new_uid
+
+    doc = json.loads(data)
+    for item in doc:
+        for tag in ("0020000D", "0020000E", "00080018"):
+            item[tag] = {"vr": "UI", "Value": [new_uid()]}
+    return json.dumps(doc).encode()
+
+
+def part10_with_new_uids(key: str) -> bytes:
+    from wic_conformance.model.instances import new_uid
+
+    ds = dcmread(INDEX[key].path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = new_uid(), new_uid(), new_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def store_response(r: requests.Response) -> Any:
+    return parse_store_response(Response(r.status_code, r.reason, Headers.of(dict(r.headers)), Body.of(r.content)))
+
+
+def retrieve(url: str) -> list[bytes]:
+    r = requests.get(url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+                     timeout=30)
+    assert r.status_code == 200, r.text
+    result = decode_multipart(r.content, r.headers["Content-Type"])
+    assert result.complete, result.deviations
+    return [p.body.read() for p in result.parts]
+
+
+def judge_round_trip(request_parts: tuple[str, list[tuple[dict[str, str], bytes]]], r: requests.Response,
+                     retrieved: list[bytes], url: str) -> list[Any]:
+    """Run the manager-side checks (response and conversion) on a recorded round trip."""
+    root_type, parts = request_parts
+    ctype, body = encode_multipart(parts, root_type=root_type)
+    exchange = Exchange(
+        request=Request("POST", f"{url}/studies", Headers.of({"Content-Type": ctype, **ACCEPT_JSON}), Body.of(body)),
+        response=Response(r.status_code, r.reason, Headers.of(dict(r.headers)), Body.of(r.content)),
+        documents=tuple(Document(mt.APPLICATION_DICOM, Body.of(d), DocumentRole.RETRIEVED, f"retrieved {i}")
+                        for i, d in enumerate(retrieved)))
+    results = REGISTRY.run(CheckContext(), exchange, tags=["manager"])
+    assert not [x for x in results if x.outcome is Outcome.ERROR], [x.error for x in results]
+    return [f for x in results for f in x.findings if f.severity is Severity.ERROR]
+
+
+def stored_count(im: ImageManager) -> int:
+    return len(im.store.instances())
+
+
+# -- STOW-RS: good requests -------------------------------------------------------------------------
+class TestStoreVariants:
+    @pytest.mark.peer
+    @pytest.mark.parametrize("key", ["json/jpeg-baseline", "json/mp4-h264", "json/pdf", "json/jpeg-baseline-utf8",
+                                     "xml/jpeg-baseline", "xml/mp4-h264", "xml/pdf"])
+    def test_metadata_and_bulk_data(self, manager: ImageManager, key: str, dciodvfy_path: str) -> None:
+        root_type, parts = metadata_parts(key)
+        if root_type == mt.APPLICATION_DICOM_JSON:
+            parts[0] = (parts[0][0], fresh_uids(parts[0][1]))
+        r = post(manager.url, root_type, parts)
+        assert r.status_code == 200, r.text
+        assert r.headers["Content-Type"].startswith(mt.APPLICATION_DICOM_JSON)
+        sr = store_response(r)
+        assert len(sr.referenced) == 1 and not sr.failed
+        retrieved = retrieve(sr.referenced[0].retrieve_url)
+        assert len(retrieved) == 1
+        assert judge_round_trip((root_type, parts), r, retrieved, manager.url) == []
+
+    @pytest.mark.peer
+    @pytest.mark.parametrize("key", ["part10/vl-photographic", "part10/video-photographic",
+                                     "part10/encapsulated-pdf", "part10/kos", "part10/vl-photographic-lossless"])
+    def test_part10(self, manager: ImageManager, key: str, dciodvfy_path: str) -> None:
+        data = part10_with_new_uids(key)
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)])
+        assert r.status_code == 200, r.text
+        sr = store_response(r)
+        (stored,) = retrieve(sr.referenced[0].retrieve_url)
+        assert stored == data  # Part-10 uploads are stored byte for byte
+        assert judge_round_trip((mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)]), r,
+                                [stored], manager.url) == []
+
+    def test_several_instances_in_one_request(self, manager: ImageManager) -> None:
+        parts = [({"Content-Type": mt.APPLICATION_DICOM}, part10_with_new_uids("part10/vl-photographic"))
+                 for _ in range(3)]
+        r = post(manager.url, mt.APPLICATION_DICOM, parts)
+        assert r.status_code == 200
+        assert len(store_response(r).referenced) == 3
+
+    def test_png_is_transformed(self, manager: ImageManager) -> None:
+        doc = json.loads(INDEX["json/jpeg-baseline"].read())
+        doc[0]["7FE00010"] = {"vr": "OB", "BulkDataURI": "bulk/png"}
+        for tag in ("00280002", "00280004", "00280010", "00280011", "00280100", "00280101", "00280102",
+                    "00280103", "00280006", "00282110", "00282114"):
+            doc[0].pop(tag, None)
+        parts = [({"Content-Type": mt.APPLICATION_DICOM_JSON}, fresh_uids(json.dumps(doc).encode())),
+                 ({"Content-Type": mt.IMAGE_PNG, "Content-Location": "bulk/png"}, INDEX["media/png-rgba"].read())]
+        r = post(manager.url, mt.APPLICATION_DICOM_JSON, parts)
+        assert r.status_code in (200, 202), r.text
+        sr = store_response(r)
+        (stored,) = retrieve(sr.referenced[0].retrieve_url)
+        ds = dcmread(io.BytesIO(stored))
+        assert str(ds.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
+        assert ds.SamplesPerPixel == 3 and ds.PhotometricInterpretation == "RGB"
+
+    def test_append_to_existing_study(self, manager: ImageManager) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        study = str(dcmread(io.BytesIO(data)).StudyInstanceUID)
+        assert post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)]).ok
+        qido = requests.get(f"{manager.url}/studies", params={"StudyInstanceUID": study}, timeout=10)
+        assert qido.status_code == 200 and len(qido.json()) == 1
+        doc = json.loads(INDEX["json/jpeg-baseline"].read())
+        doc[0].pop("0020000D")
+        doc[0]["00080018"] = {"vr": "UI", "Value": [f"2.25.{int(time.time() * 1e6)}"]}
+        root_type, parts = metadata_parts("json/jpeg-baseline")
+        parts[0] = (parts[0][0], json.dumps(doc).encode())
+        r = post(manager.url, root_type, parts, study=study)
+        assert r.status_code in (200, 202), r.text
+        sr = store_response(r)
+        assert sr.retrieve_url is not None and sr.retrieve_url.endswith(f"/studies/{study}")
+        assert len(retrieve(f"{manager.url}/studies/{study}")) == 2
+
+    def test_xml_response_by_accept(self, manager: ImageManager) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)],
+                 headers={"Accept": mt.APPLICATION_DICOM_XML})
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith(mt.APPLICATION_DICOM_XML)
+        assert store_response(r).format == "xml"
+
+    def test_missing_accept_defaults_to_json(self, manager: ImageManager) -> None:
+        ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM},
+                                         part10_with_new_uids("part10/vl-photographic"))],
+                                       root_type=mt.APPLICATION_DICOM)
+        r = requests.post(f"{manager.url}/studies", data=body, headers={"Content-Type": ctype, "Accept": None},
+                          timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith(mt.APPLICATION_DICOM_JSON)
+
+    def test_chunked_upload(self, manager: ImageManager) -> None:
+        ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM},
+                                         part10_with_new_uids("part10/vl-photographic"))],
+                                       root_type=mt.APPLICATION_DICOM)
+        chunks = (body[i:i + 1000] for i in range(0, len(body), 1000))
+        r = requests.post(f"{manager.url}/studies", data=chunks, headers={"Content-Type": ctype, **ACCEPT_JSON},
+                          timeout=10)
+        assert r.status_code == 200, r.text
+
+    def test_expect_100_continue(self, manager: ImageManager) -> None:
+        ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM},
+                                         part10_with_new_uids("part10/vl-photographic"))],
+                                       root_type=mt.APPLICATION_DICOM)
+        host, port = manager.url.split("//")[1].split("/")[0].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall((f"POST /dicom-web/studies HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\n"
+                       f"Accept: application/dicom+json\r\nContent-Length: {len(body)}\r\n"
+                       "Expect: 100-continue\r\n\r\n").encode())
+            interim = s.recv(4096)
+            assert interim.startswith(b"HTTP/1.1 100"), interim
+            s.sendall(body)
+            final = s.recv(65536)
+        assert final.startswith(b"HTTP/1.1 200"), final[:200]
+
+
+# -- STOW-RS: bad requests ----------------------------------------------------------------------------
+class TestBadRequests:
+    def test_malformed_multipart_is_400(self, manager: ImageManager) -> None:
+        before = stored_count(manager)
+        r = requests.post(f"{manager.url}/studies", data=b"this is not multipart",
+                          headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=x',
+                                   **ACCEPT_JSON}, timeout=10)
+        assert r.status_code == 400
+        assert stored_count(manager) == before
+
+    def test_truncated_body_stores_nothing(self, manager: ImageManager) -> None:
+        before = stored_count(manager)
+        ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM},
+                                         part10_with_new_uids("part10/vl-photographic"))] * 2,
+                                       root_type=mt.APPLICATION_DICOM)
+        r = requests.post(f"{manager.url}/studies", data=body[: len(body) - 200],
+                          headers={"Content-Type": ctype, **ACCEPT_JSON}, timeout=10)
+        assert r.status_code == 400 and "before the close delimiter" in r.headers.get("Warning", "")
+        assert stored_count(manager) == before
+
+    def test_unsupported_media_type_is_415(self, manager: ImageManager) -> None:
+        r = requests.post(f"{manager.url}/studies", data=b"{}", headers={"Content-Type": "application/json"},
+                          timeout=10)
+        assert r.status_code == 415
+        r = post(manager.url, "image/jpeg", [({"Content-Type": "image/jpeg"}, INDEX["media/jpeg-baseline"].read())])
+        assert r.status_code == 415
+
+    def test_unsatisfiable_accept_is_406(self, manager: ImageManager) -> None:
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM},
+                                                     part10_with_new_uids("part10/vl-photographic"))],
+                 headers={"Accept": "text/html"})
+        assert r.status_code == 406
+
+    def test_oversize_body_is_413(self, manager: ImageManager) -> None:
+        big = b"\0" * (9 << 20)
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, big)])
+        assert r.status_code == 413
+
+    def test_oversize_chunked_body_is_413(self, manager: ImageManager) -> None:
+        ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM}, b"\0" * (9 << 20))],
+                                       root_type=mt.APPLICATION_DICOM)
+        chunks = (body[i:i + (1 << 20)] for i in range(0, len(body), 1 << 20))
+        r = requests.post(f"{manager.url}/studies", data=chunks, headers={"Content-Type": ctype}, timeout=30)
+        assert r.status_code == 413
+
+    def test_invalid_json_is_400(self, manager: ImageManager) -> None:
+        r = post(manager.url, mt.APPLICATION_DICOM_JSON, [({"Content-Type": mt.APPLICATION_DICOM_JSON}, b"[{")])
+        assert r.status_code == 400
+
+    def test_invalid_xml_is_400(self, manager: ImageManager) -> None:
+        r = post(manager.url, mt.APPLICATION_DICOM_XML, [({"Content-Type": mt.APPLICATION_DICOM_XML}, b"<Native")])
+        assert r.status_code == 400
+
+    def test_unresolved_bulk_data_uri_fails_the_instance(self, manager: ImageManager) -> None:
+        root_type, parts = metadata_parts("json/jpeg-baseline")
+        parts = [(parts[0][0], fresh_uids(parts[0][1]))]  # the bulk part is left out
+        r = post(manager.url, root_type, parts)
+        assert r.status_code == 409
+        sr = store_response(r)
+        assert [f.failure_reason for f in sr.failed] == [FailureReason.BULK_DATA_UNRESOLVED]
+
+    def test_foreign_bulk_data_uri_is_never_fetched(self, manager: ImageManager) -> None:
+        hits: list[str] = []
+
+        class Canary(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(INDEX["media/jpeg-baseline"].read())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        canary = http.server.HTTPServer(("127.0.0.1", 0), Canary)
+        thread = threading.Thread(target=canary.serve_forever, daemon=True)
+        thread.start()
+        try:
+            for uri in (f"http://127.0.0.1:{canary.server_port}/steal.jpg", "file:///etc/passwd", "/etc/hostname"):
+                data = json_with("json/jpeg-baseline", **{"7FE00010": {"vr": "OB", "BulkDataURI": uri}})
+                r = post(manager.url, mt.APPLICATION_DICOM_JSON,
+                         [({"Content-Type": mt.APPLICATION_DICOM_JSON}, fresh_uids(data))])
+                assert r.status_code == 409, (uri, r.text)
+                assert store_response(r).failed[0].failure_reason == FailureReason.BULK_DATA_UNRESOLVED
+        finally:
+            canary.shutdown()
+        assert hits == []
+
+    def test_study_uid_mismatch_is_409(self, manager: ImageManager) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)],
+                 study="2.25.1")
+        assert r.status_code == 409
+        assert store_response(r).failed[0].failure_reason == FailureReason.STUDY_UID_MISMATCH
+
+    def test_mix_of_good_and_bad_is_202(self, manager: ImageManager) -> None:
+        good = part10_with_new_uids("part10/vl-photographic")
+        bad = INDEX["part10/broken-implicit-vr"].read()
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, good),
+                                                    ({"Content-Type": mt.APPLICATION_DICOM}, bad)])
+        assert r.status_code == 202
+        sr = store_response(r)
+        assert len(sr.referenced) == 1 and len(sr.failed) == 1
+
+    def test_duplicate_instance_is_rejected_and_reported(self, manager: ImageManager) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        parts = [({"Content-Type": mt.APPLICATION_DICOM}, data)]
+        assert post(manager.url, mt.APPLICATION_DICOM, parts).status_code == 200
+        before = stored_count(manager)
+        r = post(manager.url, mt.APPLICATION_DICOM, parts)
+        assert r.status_code == 409
+        assert store_response(r).failed[0].failure_reason == FailureReason.DUPLICATE_SOP_INSTANCE
+        assert stored_count(manager) == before
+
+    def test_iod_invalid_instance_is_not_stored(self, manager: ImageManager) -> None:
+        ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
+        ds.Modality = "CT"
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
+        assert r.status_code == 409
+        assert store_response(r).failed[0].failure_reason == FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+
+    def test_still_serving_after_bad_input(self, manager: ImageManager) -> None:
+        r = post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM},
+                                                     part10_with_new_uids("part10/vl-photographic"))])
+        assert r.status_code == 200
+
+
+class TestLimitsAndAuth:
+    def test_slow_client_gets_408(self, tmp_path: Path) -> None:
+        with ImageManager(ManagerConfig(data_dir=tmp_path, body_timeout=0.3, validate_iod=False)) as im:
+            host, port = im.url.split("//")[1].split("/")[0].split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(b"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                          b'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\n\r\n--b\r\n')
+                answer = s.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+
+    def test_too_many_parts_is_413(self, tmp_path: Path) -> None:
+        with ImageManager(ManagerConfig(data_dir=tmp_path, max_parts=3, validate_iod=False)) as im:
+            parts = [({"Content-Type": mt.APPLICATION_DICOM}, b"x")] * 5
+            assert post(im.url, mt.APPLICATION_DICOM, parts).status_code == 413
+
+    @pytest.mark.parametrize("auth, header", [
+        (Auth(username="u", password="p"), "Basic " + base64.b64encode(b"u:p").decode()),
+        (Auth(token="t0ken"), "Bearer t0ken"),
+    ])
+    def test_auth_required(self, tmp_path: Path, auth: Auth, header: str) -> None:
+        with ImageManager(ManagerConfig(data_dir=tmp_path, auth=auth, validate_iod=False)) as im:
+            data = part10_with_new_uids("part10/vl-photographic")
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)])
+            assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)],
+                     headers={"Authorization": header})
+            assert r.status_code == 200
+            deadline = time.monotonic() + 10
+            while len(im.verdicts) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [v.status for v in im.verdicts] == [401, 200]
+            records = (im.data_dir / "exchanges.ndjson").read_text()
+            assert header not in records and "<redacted>" in records
+
+    def test_storage_survives_a_restart(self, tmp_path: Path) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        study = str(dcmread(io.BytesIO(data)).StudyInstanceUID)
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False)) as im:
+            assert post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)]).ok
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False)) as im:
+            assert retrieve(f"{im.url}/studies/{study}") == [data]
+
+
+# -- judging the Capturer -----------------------------------------------------------------------------
+class TestJudging:
+    def test_verdicts_listed_with_findings(self, tmp_path: Path) -> None:
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False)) as im:
+            ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM},
+                                             part10_with_new_uids("part10/vl-photographic"))],
+                                           root_type=mt.APPLICATION_DICOM)
+            # No Accept header: a Capturer defect (STOW-HDR-004) the manager tolerates but reports.
+            requests.post(f"{im.url}/studies", data=body, headers={"Content-Type": ctype, "Accept": None}, timeout=10)
+            deadline = time.monotonic() + 10
+            verdicts: list[Any] = []
+            while time.monotonic() < deadline and not verdicts:
+                verdicts = requests.get(im.url.rsplit("/", 1)[0] + "/wic/exchanges", timeout=10).json()
+                time.sleep(0.05)
+            assert verdicts and verdicts[0]["status"] == 200
+            assert "STOW-HDR-004" in {f["requirement"] for f in verdicts[0]["findings"]}
+
+
+# -- QIDO-RS, WADO-RS, PDQm ---------------------------------------------------------------------------
+class TestQueryAndRetrieve:
+    def test_qido_levels_and_metadata(self, manager: ImageManager) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        ds = dcmread(io.BytesIO(data))
+        assert post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)]).ok
+        study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+        r = requests.get(f"{manager.url}/studies", params={"PatientID": str(ds.PatientID),
+                                                           "StudyInstanceUID": study}, timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith(mt.APPLICATION_DICOM_JSON)
+        r = requests.get(f"{manager.url}/studies/{study}/series/{series}/instances", timeout=10)
+        assert [i["00080018"]["Value"][0] for i in r.json()] == [str(ds.SOPInstanceUID)]
+        r = requests.get(f"{manager.url}/studies/{study}/metadata", timeout=10)
+        assert r.status_code == 200 and r.json()[0]["00080018"]["Value"] == [str(ds.SOPInstanceUID)]
+        assert requests.get(f"{manager.url}/studies", params={"Bogus": "1"}, timeout=10).status_code == 400
+        assert requests.get(f"{manager.url}/studies", params={"PatientID": "nobody-xyz"},
+                            timeout=10).status_code == 204
+
+    def test_wado_default_transfer_syntax_is_explicit_le(self, manager: ImageManager) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        ds = dcmread(io.BytesIO(data))
+        assert post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)]).ok
+        url = (f"{manager.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+               f"/instances/{ds.SOPInstanceUID}")
+        r = requests.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'}, timeout=30)
+        assert r.status_code == 200
+        (part,) = decode_multipart(r.content, r.headers["Content-Type"]).parts
+        assert str(dcmread(io.BytesIO(part.body.read())).file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
+        assert requests.get(url + "x", timeout=10).status_code == 404
+
+    def test_pdqm_is_mounted(self, manager: ImageManager) -> None:
+        r = requests.get(f"{manager.fhir_url}/Patient", params={"family": "WIC"}, timeout=10)
+        assert r.status_code == 200 and r.json()["resourceType"] == "Bundle" and r.json()["total"] >= 1

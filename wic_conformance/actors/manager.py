@@ -1,0 +1,764 @@
+"""The simulated Image Manager: a strict STOW-RS origin server that converts, stores and judges.
+
+It answers RAD-108 (STOW-RS) the way PS3.18 §10.5 asks, converts JSON/XML
+metadata plus bulk data into PS3.10 instances (:mod:`.conversion`), keeps them
+in an :class:`~.store.InstanceStore`, serves them back through QIDO-RS and
+WADO-RS, offers a PDQm Patient Demographics Supplier subset under ``/fhir``,
+and judges every request it receives with the shared check registry.
+
+Hooks follow two kinds:
+
+* one *intervention* hook, ``on_store(submission) -> StoreOutcome``, decides the
+  answer to a well-formed STOW-RS request (default: :meth:`ImageManager.store_submission`);
+* any number of *notification* hooks (observers) are called with each recorded
+  :class:`~wic_conformance.dicomweb.exchange.Exchange` and its check results.
+
+References
+----------
+PS3.18 §10.5 (Store), §10.6 (Search), §10.4 (Retrieve), §8 (common rules);
+IHE RAD WIC (RAD-108); IHE ITI PDQm (ITI-78).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydicom import Dataset, dcmread, dcmwrite
+from pydicom.uid import ExplicitVRLittleEndian
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Mount, Route
+
+from wic_conformance.actors.conversion import FailureReason
+from wic_conformance.actors.store import DuplicatePolicy, InstanceStore
+from wic_conformance.catalogue import Catalogue, default_catalogue
+from wic_conformance.dicomweb import media_types as mt
+from wic_conformance.dicomweb.deviation import Strictness
+from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request, Response
+from wic_conformance.dicomweb.multipart import iter_encode_multipart
+from wic_conformance.dicomweb.part10 import read_part10
+from wic_conformance.dicomweb.qido import QidoQueryError, parse_qido_query
+from wic_conformance.dicomweb.store_response import SopRef, build_store_response
+from wic_conformance.dicomweb.stow import StowKind, StowRequest, parse_stow_request
+from wic_conformance.errors import ConfigError, ValidatorUnavailableError
+from wic_conformance.findings import Finding, Severity
+from wic_conformance.validate.iod import Dciodvfy
+from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResult, Outcome
+
+__all__ = [
+    "Auth",
+    "FailureReason",
+    "ImageManager",
+    "ManagerConfig",
+    "StoreOutcome",
+    "Submission",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Credentials the Image Manager requires: HTTP Basic, or a Bearer token."""
+
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    realm: str = "wic-conformance"
+
+    def allows(self, header: str | None) -> bool:
+        """Return whether an Authorization header value carries the configured credentials."""
+        if not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        if self.token is not None and scheme.lower() == "bearer":
+            return hmac.compare_digest(value.strip(), self.token)
+        if self.username is not None and scheme.lower() == "basic":
+            try:
+                user, _, pw = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            return hmac.compare_digest(user, self.username) and hmac.compare_digest(pw, self.password or "")
+        return False
+
+    @property
+    def challenge(self) -> str:
+        """Return the WWW-Authenticate value for a 401."""
+        scheme = "Bearer" if self.token is not None else "Basic"
+        return f'{scheme} realm="{self.realm}"'
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    """How the simulated Image Manager behaves; every field can come from a YAML ``--config`` file.
+
+    Attributes
+    ----------
+    root : str
+        Path of the DICOMweb service root (STOW-RS at ``{root}/studies``).
+    fhir_root : str
+        Path where the PDQm supplier is mounted.
+    data_dir : Path or None
+        Storage folder (Part-10 files, SQLite index, recorded exchanges); ``None`` = a temporary one.
+    patients : Path or None
+        Synthetic patients for PDQm (default: none, PDQm answers empty bundles).
+    max_body_bytes, max_parts, max_header_bytes : int
+        Request limits, answered with 413 (body, parts) or 400 (headers).
+    body_timeout : float
+        Longest wait for the next body chunk from a slow client (answered with 408).
+    duplicate : DuplicatePolicy
+        What a resend of a stored SOP Instance UID gets: REJECT (Failed SOP, 0xC40B) or REPLACE (B000 warning).
+    require_accept : bool
+        Answer 406 to a STOW-RS request without Accept (PS3.18 §8.7.7 allows it; default off).
+    all_stored_with_warnings_status : int
+        200 or 202 when every instance was stored but some with warnings (STOW-RESP-002).
+    validate_iod : bool
+        Run the IOD validator on each converted instance before storing it; invalid ones are rejected.
+    judge : bool
+        Judge every received request with the check registry.
+    auth : Auth or None
+        Credentials to require (401 with WWW-Authenticate otherwise).
+    conversion : mapping
+        Options of the conversion engine (see :class:`~.conversion.ConversionPolicy`).
+    """
+
+    root: str = "/dicom-web"
+    fhir_root: str = "/fhir"
+    data_dir: Path | None = None
+    patients: Path | None = None
+    max_body_bytes: int = 4 << 30
+    max_parts: int = 1000
+    max_header_bytes: int = 16_384
+    body_timeout: float = 30.0
+    duplicate: DuplicatePolicy = DuplicatePolicy.REJECT
+    require_accept: bool = False
+    all_stored_with_warnings_status: int = 200
+    validate_iod: bool = True
+    judge: bool = True
+    auth: Auth | None = None
+    conversion: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> ManagerConfig:
+        """Read a YAML configuration file (keys are the attribute names).
+
+        Raises
+        ------
+        ConfigError
+            Unreadable file, unknown key or bad value.
+        """
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text("utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read manager configuration {p}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of settings")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(data, source=str(p))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "configuration") -> ManagerConfig:
+        """Build from a plain mapping, converting paths, enums and the auth block."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(data)
+        try:
+            for key in ("data_dir", "patients"):
+                if values.get(key) is not None:
+                    values[key] = Path(values[key])
+            if "duplicate" in values:
+                values["duplicate"] = DuplicatePolicy(str(values["duplicate"]).lower())
+            if isinstance(values.get("auth"), Mapping):
+                values["auth"] = Auth(**values["auth"])
+            config = cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if config.all_stored_with_warnings_status not in (200, 202):
+            raise ConfigError(f"{source}: all_stored_with_warnings_status must be 200 or 202")
+        return config
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A well-formed STOW-RS request handed to the ``on_store`` intervention hook."""
+
+    request: Request
+    stow: StowRequest
+    base_url: str
+    response_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """The Image Manager's answer to a submission (status, sequences, Warning header text)."""
+
+    status: int
+    referenced: tuple[SopRef, ...] = ()
+    failed: tuple[SopRef, ...] = ()
+    other_failures: tuple[int, ...] = ()
+    retrieve_url: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+Observer = Callable[[Exchange, list[CheckResult]], None]
+StoreHook = Callable[[Submission], StoreOutcome]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A recorded exchange's summary with the findings it drew."""
+
+    exchange_id: str
+    received: float
+    method: str
+    url: str
+    status: int
+    findings: tuple[Finding, ...]
+    errors: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form served at ``/wic/exchanges``."""
+        return {"id": self.exchange_id, "received": self.received, "method": self.method, "url": self.url,
+                "status": self.status, "findings": [f.to_dict() for f in self.findings],
+                "check_errors": list(self.errors)}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _SlowClient(Exception):
+    pass
+
+
+class ImageManager:
+    """A STOW-RS / QIDO-RS / WADO-RS origin server with a PDQm subset, that judges its clients.
+
+    Parameters
+    ----------
+    config : ManagerConfig
+        Behaviour and limits.
+    on_store : callable, optional
+        The intervention hook; defaults to :meth:`store_submission`.
+    observers : iterable of callables
+        Notification hooks called with each judged exchange.
+    catalogue : Catalogue, optional
+        Catalogue (with any rule profile) used to judge requests.
+    """
+
+    def __init__(
+        self,
+        config: ManagerConfig | None = None,
+        *,
+        on_store: StoreHook | None = None,
+        observers: Iterable[Observer] = (),
+        catalogue: Catalogue | None = None,
+    ) -> None:
+        from wic_conformance.actors.conversion import ConversionPolicy
+        from wic_conformance.validate import all_checks  # noqa: F401  (registers the checks)
+
+        self.config = config or ManagerConfig()
+        self._tmp: str | None = None
+        if self.config.data_dir is None:
+            self._tmp = tempfile.mkdtemp(prefix="wic-manager-")
+            self.data_dir = Path(self._tmp)
+        else:
+            self.data_dir = self.config.data_dir
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = self.data_dir / "spool"
+        self.spool_dir.mkdir(exist_ok=True)
+        self.store = InstanceStore(self.data_dir)
+        self.conversion_policy = ConversionPolicy.from_mapping(self.config.conversion)
+        self.on_store: StoreHook = on_store or self.store_submission
+        self.observers = list(observers)
+        self.catalogue = catalogue or default_catalogue()
+        self._iod = Dciodvfy() if self.config.validate_iod else None
+        self._lock = threading.Lock()
+        self._exchanges: list[Exchange] = []
+        self._verdicts: list[Verdict] = []
+        self._server: Any = None
+        self.app = self._build_app()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> ImageManager:
+        """Serve on ``host:port`` in a background thread (port 0 = any free port)."""
+        from wic_conformance.actors.server import AsgiServer
+
+        self._server = AsgiServer(self.app, host=host, port=port,
+                                  h11_max_incomplete_event_size=self.config.max_header_bytes)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; a temporary data folder is removed."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self.store.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> ImageManager:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Return the DICOMweb service root URL (``http://127.0.0.1:PORT/dicom-web``)."""
+        if self._server is None:
+            raise RuntimeError("the Image Manager is not running")
+        return self._server.url + self.config.root
+
+    @property
+    def fhir_url(self) -> str:
+        """Return the PDQm (FHIR) base URL."""
+        if self._server is None:
+            raise RuntimeError("the Image Manager is not running")
+        return self._server.url + self.config.fhir_root
+
+    def check_errors(self) -> None:
+        """Re-raise errors raised inside request handlers (for tests)."""
+        if self._server is not None:
+            self._server.check_errors()
+
+    # -- recorded exchanges and verdicts --------------------------------------------------------
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Return the STOW-RS exchanges recorded so far."""
+        with self._lock:
+            return list(self._exchanges)
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        """Return the verdicts on the recorded exchanges."""
+        with self._lock:
+            return list(self._verdicts)
+
+    def clear(self) -> None:
+        """Forget recorded exchanges and verdicts (stored instances stay)."""
+        with self._lock:
+            self._exchanges.clear()
+            self._verdicts.clear()
+
+    def check(self) -> list[Finding]:
+        """Return every finding drawn by the recorded exchanges."""
+        return [f for v in self.verdicts for f in v.findings]
+
+    def _judge(self, exchange: Exchange, stow: StowRequest | None, body_read: bool = True) -> None:
+        results: list[CheckResult] = []
+        if self.config.judge and body_read:
+            ctx = CheckContext(catalogue=self.catalogue)
+            if stow is not None:
+                ctx.seed(exchange, "stow_request", stow)
+            results = REGISTRY.run(ctx, exchange, tags=["capturer"])
+        findings = tuple(f for r in results for f in r.findings)
+        errors = tuple(f"{r.check}: {r.error}" for r in results if r.outcome is Outcome.ERROR)
+        assert exchange.request is not None and exchange.response is not None
+        verdict = Verdict(exchange.id, exchange.started, exchange.request.method, exchange.request.url,
+                          exchange.response.status, findings, errors)
+        with self._lock:
+            self._exchanges.append(exchange)
+            self._verdicts.append(verdict)
+        self._write_record(exchange, verdict)
+        for observer in self.observers:
+            try:
+                observer(exchange, results)
+            except Exception:
+                log.exception("exchange observer %r failed", observer)
+
+    def _write_record(self, exchange: Exchange, verdict: Verdict) -> None:
+        assert exchange.request is not None and exchange.response is not None
+        record = {
+            "verdict": verdict.to_dict(),
+            "request": {"method": exchange.request.method, "url": exchange.request.url,
+                        "headers": list(map(list, exchange.request.headers.redacted().items)),
+                        "body_file": str(exchange.request.body.path) if exchange.request.body.path else None,
+                        "body_size": exchange.request.body.size},
+            "response": {"status": exchange.response.status,
+                         "headers": list(map(list, exchange.response.headers.items)),
+                         "body": exchange.response.body.read().decode("utf-8", "replace")},
+        }
+        with self._lock, open(self.data_dir / "exchanges.ndjson", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    # -- the application ------------------------------------------------------------------------
+    def _build_app(self) -> Starlette:
+        root = self.config.root.rstrip("/")
+        routes: list[Any] = [
+            Route(f"{root}/studies", self._stow, methods=["POST"]),
+            Route(f"{root}/studies/{{study}}", self._stow, methods=["POST"]),
+            Route(f"{root}/studies", self._qido, methods=["GET"]),
+            Route(f"{root}/series", self._qido, methods=["GET"]),
+            Route(f"{root}/instances", self._qido, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/series", self._qido, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/instances", self._qido, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/series/{{series}}/instances", self._qido, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}", self._wado, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/series/{{series}}", self._wado, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/series/{{series}}/instances/{{sop}}", self._wado, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/metadata", self._metadata, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/series/{{series}}/metadata", self._metadata, methods=["GET"]),
+            Route(f"{root}/studies/{{study}}/series/{{series}}/instances/{{sop}}/metadata", self._metadata,
+                  methods=["GET"]),
+            Route("/wic/exchanges", self._verdict_list, methods=["GET"]),
+        ]
+        from wic_conformance.actors.pdqm import load_patients, pdqm_app
+
+        patients = load_patients(self.config.patients) if self.config.patients else ()
+        routes.append(Mount(self.config.fhir_root.rstrip("/"), app=pdqm_app(patients)))
+        return Starlette(routes=routes)
+
+    def _unauthorized(self, request: StarletteRequest) -> StarletteResponse | None:
+        auth = self.config.auth
+        if auth is None or auth.allows(request.headers.get("authorization")):
+            return None
+        return StarletteResponse("authentication required\n", 401, media_type=mt.TEXT_PLAIN,
+                                 headers={"WWW-Authenticate": auth.challenge})
+
+    # -- STOW-RS --------------------------------------------------------------------------------
+    async def _stow(self, request: StarletteRequest) -> StarletteResponse:
+        started = time.time()
+        headers = Headers(tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]))
+        url = str(request.url)
+
+        def unread(response: StarletteResponse) -> StarletteResponse:
+            """Record an exchange whose body was not (fully) read; it is not judged."""
+            return self._finish(Request(request.method, url, headers, Body()), None, response, started,
+                                body_read=False)
+
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return unread(denied)
+        response_type = self._negotiate(headers.get("accept"))
+        if response_type is None:
+            return unread(StarletteResponse(
+                "none of the Accept media types can be served: application/dicom+json or application/dicom+xml\n",
+                406, media_type=mt.TEXT_PLAIN))
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.config.max_body_bytes:
+            return unread(self._error(413, f"Content-Length {declared} exceeds the limit of "
+                                           f"{self.config.max_body_bytes} bytes", response_type))
+        try:
+            body = await self._spool_body(request)
+        except _BodyTooLarge:
+            return unread(self._error(413, f"the body exceeds the limit of {self.config.max_body_bytes} bytes",
+                                      response_type))
+        except _SlowClient:
+            return unread(self._error(408, f"no body data for {self.config.body_timeout} s", response_type))
+        except ClientDisconnect:
+            log.info("client disconnected during upload to %s; nothing stored", url)
+            return unread(StarletteResponse(status_code=400))
+        req = Request(request.method, url, headers, body, f"HTTP/{request.scope.get('http_version', '1.1')}")
+        ctype = mt.parse_media_type(headers.get("content-type") or "")
+        root_type = ctype.root_type
+        if not ctype.is_(mt.MULTIPART_RELATED) or (
+                root_type is not None and root_type.essence not in
+                (mt.APPLICATION_DICOM, mt.APPLICATION_DICOM_JSON, mt.APPLICATION_DICOM_XML)):
+            what = headers.get("content-type") or "no Content-Type"
+            return self._finish(req, None, self._error(415, f"unsupported media type: {what}", response_type),
+                                started)
+        stow = await run_in_threadpool(
+            parse_stow_request, req, policy=Strictness.LENIENT, spool_dir=str(self.spool_dir),
+            max_parts=self.config.max_parts, max_header_bytes=self.config.max_header_bytes)
+        rejection = self._reject_malformed(stow)
+        if rejection is not None:
+            return self._finish(req, stow, self._error(rejection[0], rejection[1], response_type), started)
+        base = str(request.base_url).rstrip("/") + self.config.root
+        outcome = await run_in_threadpool(self.on_store, Submission(req, stow, base, response_type))
+        return self._finish(req, stow, self._outcome_response(outcome, response_type), started)
+
+    async def _spool_body(self, request: StarletteRequest) -> Body:
+        fd, name = tempfile.mkstemp(prefix="stow-", suffix=".body", dir=self.spool_dir)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                stream: AsyncIterator[bytes] = request.stream().__aiter__()
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(stream.__anext__(), self.config.body_timeout)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise _SlowClient from None
+                    size += len(chunk)
+                    if size > self.config.max_body_bytes:
+                        raise _BodyTooLarge
+                    handle.write(chunk)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Body.from_file(name)
+
+    def _reject_malformed(self, stow: StowRequest) -> tuple[int, str] | None:
+        """Return (status, reason) when the request cannot be read at all (400/413), else None."""
+        mp = stow.multipart
+        if mp is None:
+            return 400, "the body is not a readable multipart/related payload"
+        codes = {d.code for d in mp.deviations}
+        if "multipart.too_many_parts" in codes:
+            return 413, f"more than {self.config.max_parts} parts"
+        fatal = [d for d in mp.deviations if d.fatal]
+        if fatal:
+            return 400, f"malformed multipart body: {fatal[0].message}"
+        if not mp.complete:
+            return 400, "the multipart body is incomplete (no closing delimiter): nothing was stored"
+        if not mp.parts:
+            return 400, "the multipart body has no parts"
+        if stow.kind is StowKind.UNKNOWN:
+            return 415, "cannot tell what the parts are: no supported type parameter or root part"
+        if stow.kind in (StowKind.JSON, StowKind.XML) and not stow.metadata:
+            return 400, "a metadata request without a metadata part"
+        for doc in stow.metadata:
+            fatal_doc = [d for d in doc.deviations if d.fatal]
+            if fatal_doc and not doc.datasets:
+                return 400, f"{doc.location}: {fatal_doc[0].message}"
+        return None
+
+    @staticmethod
+    def _negotiate(accept: str | None) -> str | None:
+        """Pick the response media type from Accept (JSON by default); ``None`` when nothing fits."""
+        if accept is None or not accept.strip():
+            return mt.APPLICATION_DICOM_JSON
+        offers = (mt.APPLICATION_DICOM_JSON, mt.APPLICATION_DICOM_XML)
+        for media, q in mt.parse_accept(accept):
+            if q <= 0:
+                continue
+            if media.is_(mt.APPLICATION_JSON):
+                return mt.APPLICATION_DICOM_JSON
+            for offer in offers:
+                if media.matches(offer):
+                    return offer
+        return None
+
+    def _error(self, status: int, message: str, response_type: str) -> StarletteResponse:
+        """Answer a request that failed as a whole: a Store Instances Response with Other Failures."""
+        if status in (406, 408, 413, 415):
+            return StarletteResponse(message + "\n", status, media_type=mt.TEXT_PLAIN,
+                                     headers={"Warning": f'299 wic-conformance "{_quote(message)}"'})
+        reason = int(FailureReason.CANNOT_UNDERSTAND)
+        body = build_store_response(other_failures=[reason], retrieve_url=None, media_type=response_type)
+        return StarletteResponse(body, status, media_type=response_type,
+                                 headers={"Warning": f'299 wic-conformance "{_quote(message)}"'})
+
+    def _outcome_response(self, outcome: StoreOutcome, response_type: str) -> StarletteResponse:
+        body = build_store_response(referenced=outcome.referenced, failed=outcome.failed,
+                                    other_failures=outcome.other_failures, retrieve_url=outcome.retrieve_url,
+                                    media_type=response_type)
+        headers = {}
+        if outcome.warnings:
+            headers["Warning"] = ", ".join(f'299 wic-conformance "{_quote(w)}"' for w in outcome.warnings[:5])
+        return StarletteResponse(body, outcome.status, media_type=response_type, headers=headers)
+
+    def _finish(self, req: Request, stow: StowRequest | None, response: StarletteResponse,
+                started: float, *, body_read: bool = True) -> StarletteResponse:
+        """Record the exchange and judge it after the response is sent (an unread body is not judged)."""
+        res = Response(response.status_code, "", Headers(tuple(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers)), Body.of(response.body))
+        exchange = Exchange(request=req, response=res, started=started, elapsed=time.time() - started,
+                            source="manager")
+        from starlette.background import BackgroundTask
+
+        response.background = BackgroundTask(run_in_threadpool, self._judge, exchange, stow, body_read)
+        return response
+
+    # -- the default store policy ---------------------------------------------------------------
+    def store_submission(self, submission: Submission) -> StoreOutcome:
+        """Convert, validate and store every instance of a submission (the default ``on_store``)."""
+        from wic_conformance.actors.conversion import Converted, convert_submission
+
+        stow = submission.stow
+        target = stow.target.study_uid if stow.target else None
+        results = convert_submission(stow, policy=self.conversion_policy, target_study=target)
+        referenced: list[SopRef] = []
+        failed: list[SopRef] = []
+        warnings: list[str] = []  # failures first: the Warning header carries only the first few
+        notes: list[str] = []
+        studies: set[str] = set()
+        for result in results:
+            if not isinstance(result, Converted):
+                failed.append(SopRef(result.sop_class_uid, result.sop_instance_uid,
+                                     failure_reason=result.failure_reason))
+                warnings.append(result.message)
+                continue
+            ds = result.dataset
+            sop_class, sop_uid = str(ds.SOPClassUID), str(ds.SOPInstanceUID)
+            study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+            if target is not None and study != target:
+                failed.append(SopRef(sop_class, sop_uid, failure_reason=FailureReason.STUDY_UID_MISMATCH))
+                warnings.append(f"{sop_uid}: Study Instance UID {study} differs from the target {target}")
+                continue
+            data = _encode(ds)
+            if self._iod is not None:
+                try:
+                    problem = _iod_errors(self._iod, data)
+                except ValidatorUnavailableError as exc:  # e.g. a transfer syntax dciodvfy cannot read
+                    log.warning("IOD of %s not verified: %s", sop_uid, exc)
+                    notes.append(f"{sop_uid}: stored without an IOD verdict ({exc})")
+                    problem = ""
+                if problem:
+                    failed.append(SopRef(sop_class, sop_uid,
+                                         failure_reason=FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS))
+                    warnings.append(f"{sop_uid}: not stored, the converted instance breaks its IOD: {problem}")
+                    continue
+            put = self.store.put(ds, data, on_duplicate=self.config.duplicate)
+            if not put.stored:
+                failed.append(SopRef(sop_class, sop_uid, failure_reason=FailureReason.DUPLICATE_SOP_INSTANCE))
+                warnings.append(f"{sop_uid}: already stored; resend rejected")
+                continue
+            warning = result.warning_reason
+            if put.replaced:
+                warning = warning or int(FailureReason.COERCED)
+                warnings.append(f"{sop_uid}: already stored; replaced by the resend")
+            notes.extend(f"{sop_uid}: {note}" for note in result.notes)
+            studies.add(study)
+            referenced.append(SopRef(
+                sop_class, sop_uid,
+                retrieve_url=f"{submission.base_url}/studies/{study}/series/{series}/instances/{sop_uid}",
+                warning_reason=warning, original_attributes=tuple(result.original_attributes)))
+        retrieve_url = f"{submission.base_url}/studies/{studies.pop()}" if len(studies) == 1 else None
+        if target is not None and retrieve_url is None and referenced:
+            retrieve_url = f"{submission.base_url}/studies/{target}"
+        return StoreOutcome(self._status(referenced, failed), tuple(referenced), tuple(failed), (),
+                            retrieve_url, tuple(warnings + notes))
+
+    def _status(self, referenced: list[SopRef], failed: list[SopRef]) -> int:
+        if referenced and not failed:
+            has_warning = any(r.warning_reason is not None for r in referenced)
+            return self.config.all_stored_with_warnings_status if has_warning else 200
+        if referenced:
+            return 202
+        return 409
+
+    # -- QIDO-RS --------------------------------------------------------------------------------
+    async def _qido(self, request: StarletteRequest) -> StarletteResponse:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        path = request.url.path
+        level = "instance" if path.endswith("/instances") else "series" if path.endswith("/series") else "study"
+        params = list(request.query_params.multi_items())
+        try:
+            query = parse_qido_query(level, params, study_uid=request.path_params.get("study"),
+                                     series_uid=request.path_params.get("series"))
+        except QidoQueryError as exc:
+            return StarletteResponse(f"{exc}\n", 400, media_type=mt.TEXT_PLAIN)
+        base = str(request.base_url).rstrip("/") + self.config.root
+        results = await run_in_threadpool(self.store.search, query, base_url=base)
+        if not results:
+            return StarletteResponse(status_code=204)
+        return JSONResponse(results, media_type=mt.APPLICATION_DICOM_JSON)
+
+    # -- WADO-RS --------------------------------------------------------------------------------
+    async def _wado(self, request: StarletteRequest) -> StarletteResponse:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        p = request.path_params
+        refs = self.store.instances(study=p.get("study"), series=p.get("series"), sop=p.get("sop"))
+        if not refs:
+            return StarletteResponse("no such resource\n", 404, media_type=mt.TEXT_PLAIN)
+        wanted = _wanted_transfer_syntax(request.headers.get("accept"))
+        if wanted is None:
+            return StarletteResponse("only multipart/related; type=\"application/dicom\" is served\n", 406,
+                                     media_type=mt.TEXT_PLAIN)
+        parts: list[tuple[dict[str, str], bytes]] = []
+        for ref in refs:
+            data = Path(ref.path).read_bytes()
+            payload, ts = _as_transfer_syntax(data, wanted)
+            if payload is None:
+                return StarletteResponse(
+                    f"instance {ref.sop_uid} is stored as {ts} and cannot be transcoded to "
+                    f"{wanted}; ask for transfer-syntax=*\n", 406, media_type=mt.TEXT_PLAIN)
+            parts.append(({"Content-Type": mt.format_media_type(mt.APPLICATION_DICOM, {"transfer-syntax": ts})},
+                          payload))
+        ctype, chunks = iter_encode_multipart(parts, root_type=mt.APPLICATION_DICOM)
+        return StreamingResponse(chunks, media_type=ctype)
+
+    async def _metadata(self, request: StarletteRequest) -> StarletteResponse:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        p = request.path_params
+        items = self.store.metadata(p["study"], p.get("series"), p.get("sop"))
+        if not items:
+            return StarletteResponse("no such resource\n", 404, media_type=mt.TEXT_PLAIN)
+        return JSONResponse(items, media_type=mt.APPLICATION_DICOM_JSON)
+
+    async def _verdict_list(self, request: StarletteRequest) -> StarletteResponse:
+        return JSONResponse([v.to_dict() for v in self.verdicts])
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', "'").replace("\r", " ").replace("\n", " ")[:300]
+
+
+def _encode(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _iod_errors(validator: Dciodvfy, data: bytes) -> str:
+    """Return the IOD errors of an encoded instance, joined ('' when it is valid)."""
+    messages = validator.validate(read_part10(Body.of(data), location="converted instance"))
+    return "; ".join(m.text for m in messages if m.level is Severity.ERROR)
+
+
+def _wanted_transfer_syntax(accept: str | None) -> str | None:
+    """Return the transfer syntax asked for ('*' = as stored), or ``None`` if nothing servable is accepted."""
+    if not accept:
+        return ExplicitVRLittleEndian
+    for media, q in mt.parse_accept(accept):
+        if q <= 0:
+            continue
+        if media.is_(mt.MULTIPART_RELATED):
+            root = media.root_type
+            if root is None or root.is_(mt.APPLICATION_DICOM):
+                return media.transfer_syntax or ExplicitVRLittleEndian
+        if media.essence in ("*/*", "multipart/*"):
+            return ExplicitVRLittleEndian
+    return None
+
+
+def _as_transfer_syntax(data: bytes, wanted: str) -> tuple[bytes | None, str]:
+    """Return the instance encoded in ``wanted`` ('*' = stored bytes) and the syntax used."""
+    ds = dcmread(io.BytesIO(data))
+    stored = str(ds.file_meta.TransferSyntaxUID)
+    if wanted in ("*", stored):
+        return data, stored
+    if wanted != ExplicitVRLittleEndian:
+        return None, stored
+    try:
+        ds.decompress()
+    except Exception as exc:  # pydicom raises several kinds when no decoder fits
+        log.info("cannot transcode %s: %s", stored, exc)
+        return None, stored
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return _encode(ds), ExplicitVRLittleEndian
+

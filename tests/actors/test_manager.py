@@ -453,3 +453,92 @@ class TestQueryAndRetrieve:
     def test_pdqm_is_mounted(self, manager: ImageManager) -> None:
         r = requests.get(f"{manager.fhir_url}/Patient", params={"family": "WIC"}, timeout=10)
         assert r.status_code == 200 and r.json()["resourceType"] == "Bundle" and r.json()["total"] >= 1
+
+
+class TestRobustness:
+    def test_handler_error_is_a_500_that_says_so_and_the_server_keeps_serving(self, tmp_path: Path) -> None:
+        from wic_conformance.actors.manager import StoreOutcome, Submission
+
+        calls = {"n": 0}
+
+        def flaky(submission: Submission) -> StoreOutcome:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("disk on fire")
+            return im.store_submission(submission)
+
+        im = ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False), on_store=flaky)
+        with im:
+            part = [({"Content-Type": mt.APPLICATION_DICOM}, part10_with_new_uids("part10/vl-photographic"))]
+            r = post(im.url, mt.APPLICATION_DICOM, part)
+            assert r.status_code == 500 and "RuntimeError: disk on fire" in r.text
+            assert post(im.url, mt.APPLICATION_DICOM, part).status_code == 200
+            with pytest.raises(RuntimeError, match="disk on fire"):
+                im.check_errors()
+
+    def test_concurrent_stores_are_all_kept(self, tmp_path: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False)) as im:
+            bodies = [part10_with_new_uids("part10/vl-photographic") for _ in range(24)]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                statuses = list(pool.map(
+                    lambda d: post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, d)])
+                    .status_code, bodies))
+            assert statuses == [200] * 24
+            assert len(im.store.instances()) == 24
+
+    def test_oversized_request_head_gets_a_clear_status(self, tmp_path: Path) -> None:
+        with ImageManager(ManagerConfig(data_dir=tmp_path, max_header_bytes=4096, validate_iod=False)) as im:
+            r = requests.post(f"{im.url}/studies", data=b"x", headers={"X-Big": "a" * 20000}, timeout=10)
+            assert r.status_code in (400, 431)
+            assert post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM},
+                                                        part10_with_new_uids("part10/vl-photographic"))]).ok
+
+    def test_deeply_nested_json_is_400_not_a_crash(self, manager: ImageManager) -> None:
+        item: dict[str, Any] = {}
+        for _ in range(200):
+            item = {"00400275": {"vr": "SQ", "Value": [item]}}
+        r = post(manager.url, mt.APPLICATION_DICOM_JSON,
+                 [({"Content-Type": mt.APPLICATION_DICOM_JSON}, json.dumps([item]).encode())])
+        assert r.status_code == 400
+
+    def test_xml_entity_bomb_is_400(self, manager: ImageManager) -> None:
+        bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'
+                b'<NativeDicomModel>&lol2;</NativeDicomModel>')
+        r = post(manager.url, mt.APPLICATION_DICOM_XML, [({"Content-Type": mt.APPLICATION_DICOM_XML}, bomb)])
+        assert r.status_code == 400
+
+
+class TestConfig:
+    def test_config_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "im.yaml"
+        path.write_text("duplicate: replace\nall_stored_with_warnings_status: 202\nauth: {token: abc}\n"
+                        "conversion: {image_sop_class: secondary-capture}\n")
+        config = ManagerConfig.from_file(path, data_dir=str(tmp_path / "data"))
+        assert config.duplicate.value == "replace" and config.auth == Auth(token="abc")
+        assert config.data_dir == tmp_path / "data"
+
+    @pytest.mark.parametrize("text, match", [
+        ("bogus: 1\n", "unknown setting"),
+        ("all_stored_with_warnings_status: 201\n", "must be 200 or 202"),
+        ("duplicate: sometimes\n", "sometimes"),
+    ])
+    def test_bad_config(self, tmp_path: Path, text: str, match: str) -> None:
+        from wic_conformance.errors import ConfigError
+
+        path = tmp_path / "im.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            ManagerConfig.from_file(path)
+
+    def test_replace_policy_warns(self, tmp_path: Path) -> None:
+        from wic_conformance.actors.store import DuplicatePolicy
+
+        with ImageManager(ManagerConfig(data_dir=tmp_path, duplicate=DuplicatePolicy.REPLACE,
+                                        validate_iod=False)) as im:
+            part = [({"Content-Type": mt.APPLICATION_DICOM}, part10_with_new_uids("part10/vl-photographic"))]
+            assert post(im.url, mt.APPLICATION_DICOM, part).status_code == 200
+            r = post(im.url, mt.APPLICATION_DICOM, part)
+            assert r.status_code == 200 and "replaced" in r.headers["Warning"]
+            assert store_response(r).referenced[0].warning_reason == FailureReason.COERCED

@@ -432,7 +432,9 @@ class ImageManager:
 
         patients = load_patients(self.config.patients) if self.config.patients else ()
         routes.append(Mount(self.config.fhir_root.rstrip("/"), app=pdqm_app(patients)))
-        return Starlette(routes=routes)
+        app = Starlette(routes=routes, exception_handlers={Exception: _internal_error})
+        app.add_middleware(_HeaderLimit, max_bytes=self.config.max_header_bytes)
+        return app
 
     def _unauthorized(self, request: StarletteRequest) -> StarletteResponse | None:
         auth = self.config.auth
@@ -712,6 +714,30 @@ class ImageManager:
 
     async def _verdict_list(self, request: StarletteRequest) -> StarletteResponse:
         return JSONResponse([v.to_dict() for v in self.verdicts])
+
+
+async def _internal_error(request: StarletteRequest, exc: Exception) -> StarletteResponse:
+    """Answer an unexpected handler error with a 500 that names its cause (the server keeps serving)."""
+    return StarletteResponse(f"internal error: {type(exc).__name__}: {exc}\n", 500, media_type=mt.TEXT_PLAIN)
+
+
+class _HeaderLimit:
+    """ASGI middleware: a request head larger than ``max_bytes`` gets 431 (RFC 6585) before any handler runs."""
+
+    def __init__(self, app: Any, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+            if size > self.max_bytes:
+                response = StarletteResponse(
+                    f"request header fields total {size} bytes, over the limit of {self.max_bytes}\n", 431,
+                    media_type=mt.TEXT_PLAIN)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _quote(text: str) -> str:

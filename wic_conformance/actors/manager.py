@@ -140,6 +140,9 @@ class ManagerConfig:
         Credentials to require (401 with WWW-Authenticate otherwise).
     conversion : mapping
         Options of the conversion engine (see :class:`~.conversion.ConversionPolicy`).
+    faults : tuple of str
+        Deliberate defects (:class:`~.faults.Fault` names or values) that make this Image Manager
+        non-conformant, to show that a test plan catches them; empty for a conformant manager.
     """
 
     root: str = "/dicom-web"
@@ -157,6 +160,7 @@ class ManagerConfig:
     judge: bool = True
     auth: Auth | None = None
     conversion: Mapping[str, Any] = field(default_factory=dict)
+    faults: tuple[str, ...] = ()
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> ManagerConfig:
@@ -193,6 +197,10 @@ class ManagerConfig:
                 values["duplicate"] = DuplicatePolicy(str(values["duplicate"]).lower())
             if isinstance(values.get("auth"), Mapping):
                 values["auth"] = Auth(**values["auth"])
+            if values.get("faults") is not None:
+                from wic_conformance.actors.faults import parse_faults
+
+                values["faults"] = tuple(str(f) for f in parse_faults(values["faults"]))
             config = cls(**values)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
@@ -225,6 +233,7 @@ class StoreOutcome:
 
 Observer = Callable[[Exchange, list[CheckResult]], None]
 StoreHook = Callable[[Submission], StoreOutcome]
+DatasetTransform = Callable[[Dataset], Dataset]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +276,10 @@ class ImageManager:
         Notification hooks called with each judged exchange.
     catalogue : Catalogue, optional
         Catalogue (with any rule profile) used to judge requests.
+    faults : iterable of str
+        Deliberate defects (:class:`~.faults.Fault`), added to ``config.faults``; each wraps
+        ``on_store`` or appends to :attr:`dataset_transforms` (applied to every converted
+        instance that passed the IOD gate, just before it is stored).
     """
 
     def __init__(
@@ -276,6 +289,7 @@ class ImageManager:
         on_store: StoreHook | None = None,
         observers: Iterable[Observer] = (),
         catalogue: Catalogue | None = None,
+        faults: Iterable[str] = (),
     ) -> None:
         from wic_conformance.actors.conversion import ConversionPolicy
         from wic_conformance.validate import all_checks  # noqa: F401  (registers the checks)
@@ -300,6 +314,13 @@ class ImageManager:
         self._exchanges: list[Exchange] = []
         self._verdicts: list[Verdict] = []
         self._server: Any = None
+        self.dataset_transforms: list[DatasetTransform] = []
+        self.faults: tuple[str, ...] = ()
+        wanted = (*self.config.faults, *faults)
+        if wanted:
+            from wic_conformance.actors.faults import install_faults
+
+            self.faults = install_faults(self, wanted)
         self.app = self._build_app()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -628,6 +649,10 @@ class ImageManager:
                                          failure_reason=FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS))
                     warnings.append(f"{sop_uid}: not stored, the converted instance breaks its IOD: {problem}")
                     continue
+            if self.dataset_transforms:  # deliberate defects (faults.py): after the checks a Manager runs itself
+                for transform in self.dataset_transforms:
+                    ds = transform(ds)
+                data = _encode(ds)
             put = self.store.put(ds, data, on_duplicate=self.config.duplicate)
             if not put.stored:
                 failed.append(SopRef(sop_class, sop_uid, failure_reason=FailureReason.DUPLICATE_SOP_INSTANCE))

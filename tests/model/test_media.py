@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,23 @@ class TestProbeJpeg:
         adobe = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
         info = media.probe_jpeg(data[:2] + adobe + data[2:])
         assert info.adobe_transform == 0 and info.color_transform == "RGB"
+
+    @pytest.mark.parametrize(("changes", "conversion", "builders"), [
+        ({"components": 1, "component_ids": (1,), "sampling": ((1, 1),)}, "MONOCHROME2", "MONOCHROME2"),
+        ({}, "YBR_FULL_422", "YBR_FULL_422"),
+        ({"sampling": ((1, 1),) * 3}, "YBR_FULL_422", "YBR_FULL"),
+        ({"adobe_transform": 0}, "RGB", "RGB"),
+        ({"component_ids": (0x52, 0x47, 0x42), "jfif": True}, "YBR_FULL_422", "RGB"),
+        ({"component_ids": (0x52, 0x47, 0x42), "jfif": False}, "RGB", "RGB"),
+        ({"sof": 0xC3, "predictor": 1}, "RGB", "RGB"),
+        ({"sof": 0xC3, "predictor": 1, "adobe_transform": 1}, "YBR_FULL", "RGB"),
+    ])
+    def test_photometric_interpretation(self, changes: dict[str, Any], conversion: str, builders: str) -> None:
+        info = media.probe_jpeg(_jpeg(subsampling=2))
+        assert (info.components, info.jfif, len(set(info.sampling))) == (3, True, 2)
+        info = replace(info, **changes)
+        assert media.jpeg_photometric_interpretation(info) == conversion
+        assert media.jpeg_photometric_interpretation(info, by_sampling=True) == builders
 
     def test_extended_12_bit_header(self) -> None:
         data = bytearray(_jpeg())
@@ -245,6 +263,18 @@ class TestProbeMp4:
         assert info.profile_idc == 77
         assert media.mp4_transfer_syntax(info) == "1.2.840.10008.1.2.4.102"
         assert media.mp4_transfer_syntax(info, high_profile_only=True) is None
+
+    def test_profile_and_level_only(self) -> None:
+        info = media.probe_mp4(_video(options={"profile": "baseline", "level": "3.0"}))
+        assert info.profile_idc == 66
+        unconstrained = replace(info, constraint_flags=(info.constraint_flags or 0) & ~0x40)
+        assert media.mp4_transfer_syntax(unconstrained) is None
+        assert media.mp4_transfer_syntax(unconstrained, profile_and_level_only=True) == "1.2.840.10008.1.2.4.102"
+
+    def test_hevc_high_tier_counts_only_by_profile_and_level(self, hevc: bytes) -> None:
+        info = replace(media.probe_mp4(hevc), tier=1)
+        assert media.mp4_transfer_syntax(info) is None
+        assert media.mp4_transfer_syntax(info, profile_and_level_only=True) == "1.2.840.10008.1.2.4.107"
 
     def test_hevc_main(self, hevc: bytes) -> None:
         info = media.probe_mp4(hevc)

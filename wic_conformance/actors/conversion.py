@@ -620,18 +620,13 @@ def _jpeg(data: bytes, declared: str | None) -> _Media:
         raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"the image/jpeg part has {info.components} components; 1 (grey) or 3 (colour) expected")
     lossy = not info.lossless
-    if info.components == 1:
-        photometric, ok = "MONOCHROME2", frozenset({"MONOCHROME2", "MONOCHROME1"})
-    elif info.color_transform == "RGB":
-        photometric, ok = "RGB", frozenset({"RGB"})
-    elif lossy:
-        # PS3.5 §8.2.1: a colour-transformed lossy JPEG is YBR_FULL_422 whether or not the
-        # chrominance is subsampled (dciodvfy rejects YBR_FULL with the JPEG lossy syntaxes).
-        photometric, ok = "YBR_FULL_422", frozenset({"YBR_FULL_422"})
-    elif info.color_transform == "YCbCr":
-        photometric, ok = "YBR_FULL", frozenset({"YBR_FULL"})
+    photometric = media.jpeg_photometric_interpretation(info)
+    if photometric == "MONOCHROME2":
+        ok = frozenset({"MONOCHROME2", "MONOCHROME1"})
+    elif photometric == "RGB" and info.color_transform is None:
+        ok = frozenset({"RGB", "YBR_FULL"})  # a lossless stream that does not say how it is coded
     else:
-        photometric, ok = "RGB", frozenset({"RGB", "YBR_FULL"})
+        ok = frozenset({photometric})
     description, acceptable = _pixel_description(
         rows=info.rows or None, columns=info.columns, samples=info.components, bits_stored=info.precision,
         photometric=photometric, photometric_ok=ok, signed_ok=not lossy)

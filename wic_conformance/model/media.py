@@ -43,6 +43,7 @@ __all__ = [
     "TS_RLE",
     "UNCOMPRESSED_OR_LOSSLESS",
     "guess_media_type",
+    "jpeg_photometric_interpretation",
     "jpeg_transfer_syntax",
     "jpeg_transfer_syntaxes",
     "mp4_transfer_syntax",
@@ -133,6 +134,7 @@ _SOF_PROCESS = {
     0xF7: "JPEG-LS",
 }
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+_RGB_COMPONENT_IDS = (0x52, 0x47, 0x42)  # "R", "G", "B"
 _MAX_JPEG_SEGMENTS = 10_000
 
 
@@ -226,7 +228,7 @@ class JpegInfo:
             return None
         if self.jfif:
             return "YCbCr"
-        if self.component_ids == (0x52, 0x47, 0x42):
+        if self.component_ids == _RGB_COMPONENT_IDS:
             return "RGB"
         if self.component_ids == (1, 2, 3):
             return "YCbCr"
@@ -368,6 +370,45 @@ def jpeg_transfer_syntaxes(info: JpegInfo) -> frozenset[str]:
     if info.jpeg_ls and 2 <= info.precision <= 16:
         return frozenset({_JPEG_LS_LOSSLESS, _JPEG_LS_NEAR}) if info.near == 0 else frozenset({_JPEG_LS_NEAR})
     return frozenset()
+
+
+def jpeg_photometric_interpretation(info: JpegInfo, *, by_sampling: bool = False) -> str:
+    """Return the Photometric Interpretation of the pixels a JPEG stream of 1 or 3 components holds.
+
+    One component is MONOCHROME2.  Three components are read one of two ways:
+
+    - by default (the Image Manager's conversion), the colour transform the stream signals
+      (:attr:`JpegInfo.color_transform`) decides: an RGB-coded stream is RGB; any other lossy
+      stream is YBR_FULL_422 whether or not its chrominance is subsampled (dciodvfy rejects
+      YBR_FULL with the lossy JPEG transfer syntaxes); a lossless stream is YBR_FULL when an
+      Adobe segment says YCbCr, RGB otherwise.
+    - with ``by_sampling`` (the sample-instance builders), a lossless stream, an Adobe transform
+      flag 0 or component identifiers "R", "G", "B" mean RGB; any other stream is YCbCr, and
+      YBR_FULL_422 only when its components are sampled differently (YBR_FULL when not).  JFIF
+      markers are not consulted.
+
+    Parameters
+    ----------
+    info : JpegInfo
+    by_sampling : bool
+        Use the second reading.
+
+    References
+    ----------
+    PS3.5 §8.2.1 (JPEG image compression and Photometric Interpretation); PS3.3 C.7.6.3.1.2.
+    """
+    if info.components == 1:
+        return "MONOCHROME2"
+    if by_sampling:
+        if info.lossless or info.adobe_transform == 0 or info.component_ids == _RGB_COMPONENT_IDS:
+            return "RGB"
+        return "YBR_FULL_422" if len(set(info.sampling)) > 1 else "YBR_FULL"
+    transform = info.color_transform
+    if transform == "RGB":
+        return "RGB"
+    if not info.lossless:
+        return "YBR_FULL_422"
+    return "YBR_FULL" if transform == "YCbCr" else "RGB"
 
 
 # =====================================================================================================
@@ -980,7 +1021,9 @@ def probe_mp4(source: bytes | bytearray | memoryview | BinaryIO | Body) -> Mp4In
     )
 
 
-def mp4_transfer_syntax(info: Mp4Info, *, high_profile_only: bool = False) -> str | None:
+def mp4_transfer_syntax(
+    info: Mp4Info, *, high_profile_only: bool = False, profile_and_level_only: bool = False,
+) -> str | None:
     """Return the Transfer Syntax that carries this MP4 video unchanged, or ``None``.
 
     H.264 up to level 4.1 → 1.2.840.10008.1.2.4.102; H.264 High Profile level 4.2
@@ -995,32 +1038,40 @@ def mp4_transfer_syntax(info: Mp4Info, *, high_profile_only: bool = False) -> st
         When false (default) Main and Constrained Baseline H.264 streams count as
         High Profile streams (a High Profile decoder decodes them); when true only
         profile_idc 100 does.
+    profile_and_level_only : bool
+        When true, decide from profile_idc and level_idc alone, as the sample-instance
+        builders do: every Baseline stream counts, not only Constrained Baseline (the
+        constraint_set1 flag is not read), and the HEVC tier is not read.
 
     References
     ----------
     PS3.5 §8.2.8 (MPEG-4 AVC/H.264), §8.2.9 (HEVC/H.265) and Table A-1; PS3.18 Table 10.5.2-1.
     """
+    candidates = mp4_transfer_syntaxes(info, high_profile_only=high_profile_only,
+                                       profile_and_level_only=profile_and_level_only)
     for uid in (_AVC_HP41, _AVC_HP42_2D, _HEVC_MAIN, _HEVC_MAIN10):
-        if uid in mp4_transfer_syntaxes(info, high_profile_only=high_profile_only):
+        if uid in candidates:
             return uid
     return None
 
 
-def mp4_transfer_syntaxes(info: Mp4Info, *, high_profile_only: bool = False) -> frozenset[str]:
+def mp4_transfer_syntaxes(
+    info: Mp4Info, *, high_profile_only: bool = False, profile_and_level_only: bool = False,
+) -> frozenset[str]:
     """Return every video Transfer Syntax that describes this MP4 video (with Fragmentable variants).
 
     A stream within H.264 level 4.1 also meets level 4.2 (.104); a 1920x1080 or
     1280x720 stream additionally may be labelled BD-compatible (.103), which is
     accepted without checking the other Blu-ray constraints.  An HEVC Main stream
-    is also a Main 10 stream (.108).
+    is also a Main 10 stream (.108).  The parameters are those of :func:`mp4_transfer_syntax`.
     """
     profile, level = info.profile_idc, info.level_idc
     if profile is None or level is None:
         return frozenset()
     if info.is_avc:
         high = profile == 100
-        compatible = high or (not high_profile_only and (
-            profile == 77 or (profile == 66 and bool((info.constraint_flags or 0) & 0x40))))
+        constrained = profile_and_level_only or bool((info.constraint_flags or 0) & 0x40)
+        compatible = high or (not high_profile_only and (profile == 77 or (profile == 66 and constrained)))
         if not compatible:
             return frozenset()
         if level <= 41:
@@ -1031,7 +1082,7 @@ def mp4_transfer_syntaxes(info: Mp4Info, *, high_profile_only: bool = False) -> 
         if level == 42:
             return _fragmentable({_AVC_HP42_2D})
         return frozenset()
-    if info.is_hevc and info.tier in (0, None) and level <= 153:
+    if info.is_hevc and (profile_and_level_only or info.tier in (0, None)) and level <= 153:
         if profile == 1:
             return frozenset({_HEVC_MAIN, _HEVC_MAIN10})
         if profile == 2:

@@ -20,12 +20,14 @@ from wic_conformance.model.instances import (
     SecondaryCaptureImage,
     VideoPhotographicImage,
     VLPhotographicImage,
-    _probe_jpeg,
-    _probe_mp4,
+    _jpeg_transfer_syntax,
+    _probe_video,
+    _video_transfer_syntax,
     encode_part10,
     new_uid,
     uid_from_name,
 )
+from wic_conformance.model.media import jpeg_photometric_interpretation, probe_jpeg
 
 MEDIA = Path(__file__).resolve().parents[2] / "fixtures" / "media"
 HAND = ("85562004", "SCT", "Hand")
@@ -71,39 +73,43 @@ class TestUids:
 
 
 class TestProbes:
+    """What the builders read from a bitstream (the probes of model/media.py, read the builders' way)."""
+
     def test_jpeg_baseline(self) -> None:
-        info = _probe_jpeg(media("jpeg-baseline.jpg"))
+        info = probe_jpeg(media("jpeg-baseline.jpg"))
         assert (info.sof, info.precision, info.rows, info.columns, info.components) == (0xC0, 8, 48, 64, 3)
-        assert info.transfer_syntax_uid is TransferSyntaxUIDValues.JPEG_BASELINE_8BIT
-        assert info.photometric_interpretation is PhotometricInterpretationValues.YBR_FULL_422
+        assert _jpeg_transfer_syntax(info) is TransferSyntaxUIDValues.JPEG_BASELINE_8BIT
+        photometric = jpeg_photometric_interpretation(info, by_sampling=True)
+        assert PhotometricInterpretationValues(photometric) is PhotometricInterpretationValues.YBR_FULL_422
 
     def test_jpeg_extended(self) -> None:
-        info = _probe_jpeg(media("jpeg-extended-12bit.jpg"))
+        info = probe_jpeg(media("jpeg-extended-12bit.jpg"))
         assert info.sof == 0xC1 and info.precision == 12
-        assert info.transfer_syntax_uid is TransferSyntaxUIDValues.JPEG_EXTENDED_12BIT
+        assert _jpeg_transfer_syntax(info) is TransferSyntaxUIDValues.JPEG_EXTENDED_12BIT
 
     def test_jpeg_lossless(self) -> None:
-        info = _probe_jpeg(media("jpeg-lossless.jpg"))
+        info = probe_jpeg(media("jpeg-lossless.jpg"))
         assert info.sof == 0xC3 and info.lossless
         expected = (TransferSyntaxUIDValues.JPEG_LOSSLESS_SV1 if info.predictor == 1
                     else TransferSyntaxUIDValues.JPEG_LOSSLESS)
-        assert info.transfer_syntax_uid is expected
-        assert info.photometric_interpretation is PhotometricInterpretationValues.MONOCHROME2
+        assert _jpeg_transfer_syntax(info) is expected
+        photometric = jpeg_photometric_interpretation(info, by_sampling=True)
+        assert PhotometricInterpretationValues(photometric) is PhotometricInterpretationValues.MONOCHROME2
 
     def test_not_jpeg(self) -> None:
         with pytest.raises(ValueError, match="SOI"):
-            _probe_jpeg(b"\x89PNG....")
+            probe_jpeg(b"\x89PNG....")
 
     def test_mp4(self) -> None:
-        info = _probe_mp4(media("mp4-h264.mp4"))
+        info = _probe_video(media("mp4-h264.mp4"))
         assert (info.codec, info.profile_idc, info.level_idc) == ("avc1", 100, 41)
-        assert (info.rows, info.columns, info.number_of_frames) == (64, 64, 10)
-        assert info.frame_time == pytest.approx(100.0)
-        assert info.transfer_syntax_uid is TransferSyntaxUIDValues.MPEG4_HP41
+        assert (info.height, info.width, info.frames) == (64, 64, 10)
+        assert info.frame_rate is not None and 1000.0 / info.frame_rate == pytest.approx(100.0)
+        assert _video_transfer_syntax(info) is TransferSyntaxUIDValues.MPEG4_HP41
 
     def test_not_mp4(self) -> None:
         with pytest.raises(ValueError, match="ftyp"):
-            _probe_mp4(media("report.pdf"))
+            _probe_video(media("report.pdf"))
 
 
 class TestVLPhotographicImage:

@@ -10,10 +10,9 @@ The patient, study, series and equipment context is passed as keyword-only
 arguments shared by every builder (see :class:`InstanceContext`).  UIDs default
 to ``2.25.<uuid int>``; :func:`uid_from_name` gives reproducible ones.
 
-Two small private probes read just enough of a JPEG or MP4 stream to fill the
-Image Pixel Description Macro and to choose the Transfer Syntax of the built
-instance (as PS3.18 §10.5.2 asks of an Image Manager); they are deliberately
-private so that the builders stay self-contained.
+The JPEG and MP4 streams are read with the probes of :mod:`wic_conformance.model.media`
+to fill the Image Pixel Description Macro and to choose the Transfer Syntax of the
+built instance (as PS3.18 §10.5.2 asks of an Image Manager).
 
 References
 ----------
@@ -29,10 +28,8 @@ import copy
 import datetime as dt
 import io
 import re
-import struct
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, NotRequired, Required, TypedDict, Unpack
 
 from pydicom import Dataset, config, dcmwrite
@@ -42,6 +39,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName, validate_value
 
+from wic_conformance.model import media
 from wic_conformance.model.enums import (
     BurnedInAnnotationValues,
     ContinuityOfContentValues,
@@ -109,310 +107,74 @@ def uid_from_name(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Bitstream probes
+# Bitstreams (read with the probes of model/media.py)
 # --------------------------------------------------------------------------------------------
 
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+#: The MP4 video sample entries the Video Photographic builder accepts.
+_MP4_VIDEO_CODECS = frozenset({"avc1", "avc3", "hvc1", "hev1"})
 
 
-@dataclass(frozen=True, slots=True)
-class _JpegFrame:
-    """What the frame header of a JPEG (ISO/IEC 10918-1) stream says.
+def _jpeg_transfer_syntax(info: media.JpegInfo) -> TransferSyntaxUIDValues:
+    """Return the Transfer Syntax that holds a JPEG stream unchanged (PS3.18 §1.6.1 mapping).
 
-    Attributes
-    ----------
-    sof : int
-        The SOFn marker's second byte (``0xC0`` baseline, ``0xC1`` extended, ``0xC3`` lossless...).
-    precision : int
-        Sample precision P in bits.
-    rows, columns : int
-        Number of lines Y and samples per line X.
-    components : int
-        Number of image components Nf.
-    component_ids : tuple of int
-        The component identifiers Ci.
-    sampling : tuple of (int, int)
-        The (H, V) sampling factors of each component.
-    predictor : int or None
-        For lossless (SOF3) streams, the predictor selection value Ss of the first scan.
-    adobe_transform : int or None
-        The transform flag of an Adobe APP14 segment, if present.
+    Raises
+    ------
+    ValueError
+        For processes with no (non-retired) DICOM Transfer Syntax, e.g. progressive or arithmetic.
     """
-
-    sof: int
-    precision: int
-    rows: int
-    columns: int
-    components: int
-    component_ids: tuple[int, ...]
-    sampling: tuple[tuple[int, int], ...]
-    predictor: int | None = None
-    adobe_transform: int | None = None
-
-    @property
-    def lossless(self) -> bool:
-        """Return whether the stream uses a lossless process (SOF3, SOF7, SOF11, SOF15)."""
-        return self.sof in (0xC3, 0xC7, 0xCB, 0xCF)
-
-    @property
-    def subsampled(self) -> bool:
-        """Return whether any colour component is sampled differently from the others."""
-        return len(set(self.sampling)) > 1
-
-    @property
-    def transfer_syntax_uid(self) -> TransferSyntaxUIDValues:
-        """Return the Transfer Syntax that holds this stream unchanged (PS3.18 §1.6.1 mapping).
-
-        Raises
-        ------
-        ValueError
-            For processes with no (non-retired) DICOM Transfer Syntax, e.g. progressive or arithmetic.
-        """
-        if self.sof == 0xC0 and self.precision == 8:
-            return TransferSyntaxUIDValues.JPEG_BASELINE_8BIT
-        if self.sof == 0xC1 and self.precision in (8, 12):
-            return TransferSyntaxUIDValues.JPEG_EXTENDED_12BIT
-        if self.sof == 0xC3:
-            if self.predictor == 1:
-                return TransferSyntaxUIDValues.JPEG_LOSSLESS_SV1
-            return TransferSyntaxUIDValues.JPEG_LOSSLESS
-        raise ValueError(f"JPEG process SOF{self.sof - 0xC0} (precision {self.precision}) has no "
+    uid = media.jpeg_transfer_syntax(info)
+    if uid is None:
+        raise ValueError(f"JPEG process SOF{info.sof - 0xC0} (precision {info.precision}) has no "
                          "non-retired DICOM transfer syntax")
-
-    @property
-    def photometric_interpretation(self) -> PhotometricInterpretationValues:
-        """Return the Photometric Interpretation PS3.5 §8.2.1 associates with the stream."""
-        if self.components == 1:
-            return PhotometricInterpretationValues.MONOCHROME2
-        if self.lossless or self.adobe_transform == 0 or self.component_ids == (0x52, 0x47, 0x42):
-            return PhotometricInterpretationValues.RGB
-        if self.subsampled:
-            return PhotometricInterpretationValues.YBR_FULL_422
-        return PhotometricInterpretationValues.YBR_FULL
+    return TransferSyntaxUIDValues(uid)
 
 
-def _probe_jpeg(data: bytes) -> _JpegFrame:
-    """Read the frame header of a JPEG stream.
-
-    Parameters
-    ----------
-    data : bytes
-        A complete JPEG interchange-format stream (``FFD8`` ...).
-
-    Returns
-    -------
-    _JpegFrame
+def _probe_video(data: bytes) -> media.Mp4Info:
+    """Read the first video track of an MP4 file that starts with an ``ftyp`` box.
 
     Raises
     ------
-    TypeError
-        ``data`` is not bytes.
     ValueError
-        ``data`` is not a JPEG stream or has no frame header.
-
-    References
-    ----------
-    ISO/IEC 10918-1 B.2.2 (frame header), B.2.3 (scan header); PS3.5 §8.2.1.
-    """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"data must be bytes, not {type(data).__name__}")
-    buf = bytes(data)
-    if buf[:2] != b"\xff\xd8":
-        raise ValueError("not a JPEG stream: no SOI marker (FFD8)")
-    pos = 2
-    frame: dict[str, Any] | None = None
-    adobe: int | None = None
-    while pos + 4 <= len(buf):
-        if buf[pos] != 0xFF:
-            raise ValueError(f"JPEG marker expected at byte {pos}")
-        marker = buf[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", buf[pos + 2:pos + 4])
-        seg = buf[pos + 4:pos + 2 + length]
-        if marker in _SOF_MARKERS:
-            if len(seg) < 6:
-                raise ValueError("truncated JPEG frame header")
-            precision, rows, columns, ncomp = struct.unpack(">BHHB", seg[:6])
-            comps = [seg[6 + 3 * i:9 + 3 * i] for i in range(ncomp)]
-            frame = {
-                "sof": marker, "precision": precision, "rows": rows, "columns": columns,
-                "components": ncomp, "component_ids": tuple(c[0] for c in comps),
-                "sampling": tuple((c[1] >> 4, c[1] & 0x0F) for c in comps),
-            }
-        elif marker == 0xEE and seg[:5] == b"Adobe" and len(seg) >= 12:
-            adobe = seg[11]
-        elif marker == 0xDA:
-            if frame is None:
-                break
-            predictor = seg[1 + 2 * seg[0]] if frame["sof"] == 0xC3 else None
-            return _JpegFrame(**frame, predictor=predictor, adobe_transform=adobe)
-        pos += 2 + length
-    if frame is None:
-        raise ValueError("no JPEG frame header (SOFn) found")
-    return _JpegFrame(**frame, adobe_transform=adobe)
-
-
-@dataclass(frozen=True, slots=True)
-class _VideoTrack:
-    """What the first video track of an MP4 (ISO/IEC 14496-14) file says.
-
-    Attributes
-    ----------
-    codec : str
-        The sample entry type (``avc1``, ``avc3``, ``hvc1``, ``hev1``).
-    profile_idc, level_idc : int
-        From the avcC/hvcC decoder configuration record (level 41 means 4.1).
-    rows, columns : int
-        Height and width of the sample entry.
-    number_of_frames : int
-        Samples in the track.
-    frame_time : float
-        Nominal time per frame in milliseconds.
-    """
-
-    codec: str
-    profile_idc: int
-    level_idc: int
-    rows: int
-    columns: int
-    number_of_frames: int
-    frame_time: float
-
-    @property
-    def transfer_syntax_uid(self) -> TransferSyntaxUIDValues:
-        """Return the MPEG-4 AVC/H.264 or HEVC Transfer Syntax matching profile and level.
-
-        Raises
-        ------
-        ValueError
-            When no DICOM Transfer Syntax covers the stream's profile and level.
-
-        References
-        ----------
-        PS3.5 §8.2.7 and §8.2.8; PS3.18 Table 10.5.2-1.
-        """
-        if self.codec in ("avc1", "avc3"):
-            # Baseline (66), Main (77) and High (100) streams decode with a High Profile decoder.
-            if self.profile_idc in (66, 77, 100):
-                if self.level_idc <= 41:
-                    return TransferSyntaxUIDValues.MPEG4_HP41
-                if self.level_idc == 42:
-                    return TransferSyntaxUIDValues.MPEG4_HP42_2D
-            raise ValueError(f"H.264 profile_idc {self.profile_idc} level_idc {self.level_idc} "
-                             "has no DICOM transfer syntax")
-        if self.codec in ("hvc1", "hev1") and self.level_idc <= 153:
-            if self.profile_idc == 1:
-                return TransferSyntaxUIDValues.HEVC_MP51
-            if self.profile_idc == 2:
-                return TransferSyntaxUIDValues.HEVC_M10P51
-        raise ValueError(f"{self.codec} profile {self.profile_idc} level {self.level_idc} "
-                         "has no DICOM transfer syntax")
-
-
-def _boxes(buf: bytes, start: int, end: int) -> Iterator[tuple[str, int, int]]:
-    pos = start
-    while pos + 8 <= end:
-        size, kind = struct.unpack(">I4s", buf[pos:pos + 8])
-        header = 8
-        if size == 1:
-            (size,) = struct.unpack(">Q", buf[pos + 8:pos + 16])
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise ValueError(f"malformed MP4 box {kind!r} at byte {pos}")
-        yield kind.decode("latin-1"), pos + header, pos + size
-        pos += size
-
-
-def _child(buf: bytes, start: int, end: int, kind: str) -> tuple[int, int] | None:
-    for name, s, e in _boxes(buf, start, end):
-        if name == kind:
-            return s, e
-    return None
-
-
-def _probe_mp4(data: bytes) -> _VideoTrack:
-    """Read codec, profile, level, size and timing of the first video track of an MP4 file.
-
-    Parameters
-    ----------
-    data : bytes
-        A complete MP4 file (``ftyp`` ... ``moov`` ...).
-
-    Returns
-    -------
-    _VideoTrack
-
-    Raises
-    ------
-    TypeError
-        ``data`` is not bytes.
-    ValueError
-        ``data`` is not an MP4 file or has no H.264/HEVC video track.
+        ``data`` is not such an MP4 file, or has no H.264/HEVC video track with samples.
 
     References
     ----------
     ISO/IEC 14496-12 (boxes), 14496-15 (avcC, hvcC); PS3.3 C.7.6.5 and C.7.6.6 (Cine, Multi-frame).
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"data must be bytes, not {type(data).__name__}")
-    buf = bytes(data)
-    if buf[4:8] != b"ftyp":
+    if data[4:8] != b"ftyp":
         raise ValueError("not an MP4 file: no leading ftyp box")
-    moov = _child(buf, 0, len(buf), "moov")
-    if moov is None:
-        raise ValueError("MP4 file has no moov box")
-    for name, ts, te in _boxes(buf, *moov):
-        if name != "trak":
-            continue
-        mdia = _child(buf, ts, te, "mdia")
-        if mdia is None:
-            continue
-        hdlr = _child(buf, *mdia, "hdlr")
-        if hdlr is None or buf[hdlr[0] + 8:hdlr[0] + 12] != b"vide":
-            continue
-        mdhd = _child(buf, *mdia, "mdhd")
-        minf = _child(buf, *mdia, "minf")
-        stbl = _child(buf, *minf, "stbl") if minf else None
-        if mdhd is None or stbl is None:
-            raise ValueError("MP4 video track lacks mdhd or stbl")
-        version = buf[mdhd[0]]
-        (timescale,) = struct.unpack(">I", buf[mdhd[0] + (20 if version == 1 else 12):][:4])
-        stsd = _child(buf, *stbl, "stsd")
-        stts = _child(buf, *stbl, "stts")
-        if stsd is None or stts is None:
-            raise ValueError("MP4 video track lacks stsd or stts")
-        entry = next(_boxes(buf, stsd[0] + 8, stsd[1]))
-        codec, es, ee = entry
-        columns, rows = struct.unpack(">HH", buf[es + 24:es + 28])
-        config_kind = {"avc1": "avcC", "avc3": "avcC", "hvc1": "hvcC", "hev1": "hvcC"}.get(codec)
-        if config_kind is None:
-            raise ValueError(f"unsupported MP4 video codec {codec!r}")
-        cfg = _child(buf, es + 78, ee, config_kind)
-        if cfg is None:
-            raise ValueError(f"{codec} sample entry has no {config_kind} box")
-        if config_kind == "avcC":
-            profile, level = buf[cfg[0] + 1], buf[cfg[0] + 3]
-        else:
-            profile, level = buf[cfg[0] + 1] & 0x1F, buf[cfg[0] + 12]
-        (entries,) = struct.unpack(">I", buf[stts[0] + 4:stts[0] + 8])
-        frames = 0
-        ticks = 0
-        for i in range(entries):
-            count, delta = struct.unpack(">II", buf[stts[0] + 8 + 8 * i:stts[0] + 16 + 8 * i])
-            frames += count
-            ticks += count * delta
-        if frames == 0 or timescale == 0:
-            raise ValueError("MP4 video track has no samples")
-        frame_time = round(ticks / frames / timescale * 1000.0, 6)
-        return _VideoTrack(codec, profile, level, rows, columns, frames, frame_time)
-    raise ValueError("MP4 file has no video track")
+    info = media.probe_mp4(data)
+    if info.codec not in _MP4_VIDEO_CODECS:
+        raise ValueError(f"unsupported MP4 video codec {info.codec!r}")
+    if info.profile_idc is None:
+        raise ValueError(f"{info.codec} sample entry has no {'avcC' if info.is_avc else 'hvcC'} box")
+    if not info.frames or not info.frame_rate:
+        raise ValueError("MP4 video track has no samples")
+    return info
+
+
+def _video_transfer_syntax(info: media.Mp4Info) -> TransferSyntaxUIDValues:
+    """Return the MPEG-4 AVC/H.264 or HEVC Transfer Syntax matching profile and level.
+
+    Baseline (66), Main (77) and High (100) H.264 streams decode with a High Profile decoder.
+
+    Raises
+    ------
+    ValueError
+        When no DICOM Transfer Syntax covers the stream's profile and level.
+
+    References
+    ----------
+    PS3.5 §8.2.7 and §8.2.8; PS3.18 Table 10.5.2-1.
+    """
+    uid = media.mp4_transfer_syntax(info, profile_and_level_only=True)
+    if uid is None:
+        if info.is_avc:
+            raise ValueError(f"H.264 profile_idc {info.profile_idc} level_idc {info.level_idc} "
+                             "has no DICOM transfer syntax")
+        raise ValueError(f"{info.codec} profile {info.profile_idc} level {info.level_idc} "
+                         "has no DICOM transfer syntax")
+    return TransferSyntaxUIDValues(uid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -817,12 +579,14 @@ class VLPhotographicImage(_PixelInstance):
         **context: Unpack[InstanceContext],
     ) -> None:
         stream = _bytes("jpeg", jpeg)
-        info = _probe_jpeg(stream)
+        info = media.probe_jpeg(stream)
+        if info.jpeg_ls:
+            raise ValueError("no JPEG frame header (SOFn) found")  # SOF55 (JPEG-LS) is not one
         if info.precision != 8:
             raise ValueError(f"the VL Image Module needs 8-bit samples; this JPEG has {info.precision}")
         if info.components not in (1, 3):
             raise ValueError(f"JPEG has {info.components} components; 1 or 3 expected")
-        tsuid = info.transfer_syntax_uid
+        tsuid = _jpeg_transfer_syntax(info)
         lat = None if laterality is None else _enum("laterality", laterality, LateralityValues)
         orientation = _orientation(patient_orientation)
         burned = _enum("burned_in_annotation", burned_in_annotation, BurnedInAnnotationValues)
@@ -835,7 +599,8 @@ class VLPhotographicImage(_PixelInstance):
         ratio = None if info.lossless else info.rows * info.columns * info.components / len(stream)
         self._set_image_common(
             rows=info.rows, columns=info.columns, samples_per_pixel=info.components,
-            photometric=info.photometric_interpretation, bits=8,
+            photometric=PhotometricInterpretationValues(media.jpeg_photometric_interpretation(info, by_sampling=True)),
+            bits=8,
             lossy_method=None if info.lossless else LossyImageCompressionMethodValues.ISO_10918_1,
             lossy_ratio=ratio, burned_in_annotation=burned, patient_orientation=orientation, laterality=lat,
             anatomic_region=region,
@@ -850,7 +615,7 @@ class VideoPhotographicImage(_PixelInstance):
     """Video Photographic Image (Modality XC) with an MP4 H.264/HEVC file encapsulated unchanged.
 
     Number of Frames, Frame Time, Rows, Columns and the Transfer Syntax come from
-    the MP4 file (:func:`_probe_mp4`): High Profile up to Level 4.1 gives
+    the MP4 file (:func:`~wic_conformance.model.media.probe_mp4`): High Profile up to Level 4.1 gives
     1.2.840.10008.1.2.4.102, Level 4.2 gives .104.  The Basic Offset Table is empty
     (PS3.5 §8.2.8), and the file is kept as received (PS3.18 Table 10.5.2-1 "Unchanged").
 
@@ -884,25 +649,28 @@ class VideoPhotographicImage(_PixelInstance):
         if region is None:
             raise ValueError("anatomic_region is required: the VL Image Module makes Anatomic Region "
                              "Sequence Type 1C for Video Photographic Image")
-        info = _probe_mp4(stream)
-        tsuid = info.transfer_syntax_uid
+        info = _probe_video(stream)
+        tsuid = _video_transfer_syntax(info)
         lat = None if laterality is None else _enum("laterality", laterality, LateralityValues)
         orientation = _orientation(patient_orientation)
         burned = _enum("burned_in_annotation", burned_in_annotation, BurnedInAnnotationValues)
         super().__init__(sop_class_uid=SOPClassUIDValues.VIDEO_PHOTOGRAPHIC_IMAGE_STORAGE,
                          modality=ModalityValues.XC, transfer_syntax_uid=tsuid, **context)
-        method = (LossyImageCompressionMethodValues.ISO_14496_10 if info.codec.startswith("avc")
+        method = (LossyImageCompressionMethodValues.ISO_14496_10 if info.is_avc
                   else LossyImageCompressionMethodValues.ISO_23008_2)
-        ratio = info.rows * info.columns * 3 * info.number_of_frames / len(stream)
+        rows, columns, frames, rate = info.height, info.width, info.frames, info.frame_rate
+        assert rows is not None and columns is not None and frames and rate  # checked by _probe_video
+        frame_time = round(1000.0 / rate, 6)
+        ratio = rows * columns * 3 * frames / len(stream)
         self._set_image_common(
-            rows=info.rows, columns=info.columns, samples_per_pixel=3,
+            rows=rows, columns=columns, samples_per_pixel=3,
             photometric=PhotometricInterpretationValues.YBR_PARTIAL_420, bits=8,
             lossy_method=method, lossy_ratio=ratio, burned_in_annotation=burned,
             patient_orientation=orientation, laterality=lat, anatomic_region=region,
         )
-        self.FrameTime = f"{info.frame_time:.6g}"
-        self.CineRate = round(1000.0 / info.frame_time)
-        self.NumberOfFrames = info.number_of_frames
+        self.FrameTime = f"{frame_time:.6g}"
+        self.CineRate = round(1000.0 / frame_time)
+        self.NumberOfFrames = frames
         self.FrameIncrementPointer = 0x00181063  # Frame Time
         self.PixelData = encapsulate([stream], has_bot=False)
         self["PixelData"].VR = "OB"

@@ -86,6 +86,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from wic_conformance.dicomweb import media_types as mt
+from wic_conformance.dicomweb.charset import text_encodable
 from wic_conformance.dicomweb.metadata import BulkRef, MetadataDocument
 from wic_conformance.dicomweb.multipart import Part
 from wic_conformance.dicomweb.part10 import Part10Instance
@@ -1569,15 +1570,4 @@ def _encodable(text: str, terms: list[str]) -> bool:
             codecs.append(python_encoding[term])
         else:
             return False
-    for char in set(text):
-        if char.isascii():
-            continue
-        for codec in codecs:
-            try:
-                char.encode(codec)
-                break
-            except (UnicodeEncodeError, LookupError):
-                continue
-        else:
-            return False
-    return True
+    return text_encodable(text, codecs)

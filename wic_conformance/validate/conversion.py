@@ -55,6 +55,7 @@ from pydicom.dataelem import DataElement
 from pydicom.uid import UID
 
 from wic_conformance.dicomweb import media_types as mt
+from wic_conformance.dicomweb.charset import text_encodable
 from wic_conformance.dicomweb.exchange import Body, Exchange
 from wic_conformance.dicomweb.part10 import Part10Instance
 from wic_conformance.findings import ConversionMismatch, Finding, MissingAttribute, Severity, raise_all
@@ -1514,18 +1515,7 @@ def encodable(text: str, terms: Sequence[str]) -> bool:
     PS3.5 §6.1 and Table C.12-2 to C.12-5 (defined terms of Specific Character Set).
     """
     codecs, _unknown = _codecs(terms)
-    for char in set(text):
-        if char.isascii():
-            continue
-        for codec in codecs:
-            try:
-                char.encode(codec)
-                break
-            except (UnicodeEncodeError, LookupError):
-                continue
-        else:
-            return False
-    return True
+    return text_encodable(text, codecs)
 
 
 @check(requirements=["CONV-009", "WIC-CA-012"], needs=_NEEDS, tags=_TAGS)

@@ -46,6 +46,7 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
+from wic_conformance.dicomweb.charset import char_encodable
 from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.stow import StowRequest
 from wic_conformance.errors import ConfigError
@@ -478,16 +479,6 @@ def _texts(ds: Dataset) -> Iterator[tuple[str, str]]:
             yield tag, value
 
 
-def _covers(encodings: list[str], char: str) -> bool:
-    for encoding in encodings:
-        try:
-            char.encode(encoding)
-        except (UnicodeEncodeError, LookupError):
-            continue
-        return True
-    return False
-
-
 @check(requirements="WIC-CA-012", needs=[Needs.REQUEST], tags=_TAGS, options=CHARACTER_SET_OPTIONS)
 def wic_content_character_set_declared(ctx: CheckContext, exchange: Exchange) -> None:
     """Every instance sent with non-ASCII text declares a Specific Character Set that covers it.
@@ -533,7 +524,7 @@ def wic_content_character_set_declared(ctx: CheckContext, exchange: Exchange) ->
         encodings = [python_encoding[t] for t in terms]
         shown = "\\".join(declared)
         uncovered = sorted({ch for _tag, value in non_ascii for ch in value
-                            if not ch.isascii() and not _covers(encodings, ch)})
+                            if not ch.isascii() and not char_encodable(ch, encodings)})
         if uncovered:
             tag = next(t for t, v in non_ascii if any(ch in uncovered for ch in v))
             found.append(Finding(

@@ -25,6 +25,7 @@ from wic_conformance.dicomweb.json_model import (
     datasets_to_json_bytes,
     iter_datasets,
     json_pointer,
+    json_type,
     parse_document,
 )
 from wic_conformance.dicomweb.media_types import APPLICATION_DICOM_JSON, APPLICATION_JSON
@@ -350,6 +351,14 @@ def nested(depth: int) -> dict[str, Any]:
     for _ in range(depth):
         item = {"00081140": {"vr": "SQ", "Value": [item]}}
     return item
+
+
+@pytest.mark.parametrize(("value", "name"), [
+    (None, "null"), (True, "a boolean"), (3, "a number"), (1.5, "a number"), ("x", "a string"),
+    ([], "an array"), ({}, "an object"),
+])
+def test_json_type_names(value: Any, name: str) -> None:
+    assert json_type(value) == name
 
 
 class TestLimits:

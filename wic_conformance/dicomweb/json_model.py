@@ -56,6 +56,7 @@ __all__ = [
     "datasets_to_json_bytes",
     "iter_datasets",
     "json_pointer",
+    "json_type",
     "parse_document",
 ]
 
@@ -448,14 +449,14 @@ def parse_document(
                 instances.append((i, json_pointer(i), item))
             else:
                 decoder.add("json.not_object",
-                            f"array element {i} is {_json_type(item)}, not a dataset object", json_pointer(i))
+                            f"array element {i} is {json_type(item)}, not a dataset object", json_pointer(i))
     elif isinstance(raw, dict):
         decoder.add("json.not_array", "the top-level value is a single object, not an array of datasets",
                     "", fatal=decoder.strict)
         if not decoder.strict:
             instances.append((0, "", raw))
     else:
-        decoder.add("json.not_array", f"the top-level value is {_json_type(raw)}, not an array of datasets",
+        decoder.add("json.not_array", f"the top-level value is {json_type(raw)}, not an array of datasets",
                     "", fatal=True)
 
     refs: list[BulkRef] = []
@@ -475,7 +476,7 @@ def parse_document(
     return result(raw, datasets, refs)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """Return the JSON type name of a decoded value, with an article."""
     if value is None:
         return "null"

@@ -54,6 +54,7 @@ from wic_conformance.dicomweb.json_model import (
     VALUE_FIELDS,
     iter_datasets,
     json_pointer,
+    json_type,
 )
 from wic_conformance.dicomweb.metadata import MetadataDocument
 from wic_conformance.errors import WicConformanceError
@@ -402,20 +403,6 @@ def _label(tag: str) -> str:
     return f"{tag} ({keyword})" if keyword else tag
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 @functools.cache
 def load_schema() -> dict[str, Any]:
     """Return the DICOM JSON Model schema shipped with the package (Draft 2020-12)."""
@@ -510,27 +497,27 @@ def _translate(document: str, root: Any, error: ValidationError, is_array: bool)
         return
     present = [k for k in VALUE_FIELDS if isinstance(value, dict) and k in value]
     messages: dict[str, Callable[[], str]] = {
-        "not_array": lambda: f"the document is {_json_type(value)}, not an array of datasets",
-        "instance_not_object": lambda: f"array element is {_json_type(value)}, not a dataset object",
-        "attribute_not_object": lambda: f"attribute {label} is {_json_type(value)}, not an object with a vr",
+        "not_array": lambda: f"the document is {json_type(value)}, not an array of datasets",
+        "instance_not_object": lambda: f"array element is {json_type(value)}, not a dataset object",
+        "attribute_not_object": lambda: f"attribute {label} is {json_type(value)}, not an object with a vr",
         "vr_missing": lambda: f"attribute {label} has no \"vr\"",
         "vr_invalid": lambda: f"attribute {label} has vr {_short(value)}, which is not a PS3.5 VR",
         "value_fields": lambda: f"attribute {label} has {' and '.join(present)}; at most one is allowed",
-        "value_not_array": lambda: f"Value of {label} is {_json_type(value)}; it must be an array, even for "
+        "value_not_array": lambda: f"Value of {label} is {json_type(value)}; it must be an array, even for "
                                    "one value",
         "binary_value": lambda: f"attribute {label} (VR {vr}) has a Value; {vr} is sent as InlineBinary or "
                                 "BulkDataURI",
-        "value_type": lambda: f"value {_short(value)} of {label} is {_json_type(value)}; VR {vr} requires "
+        "value_type": lambda: f"value {_short(value)} of {label} is {json_type(value)}; VR {vr} requires "
                               f"{_expected_type(vr)}",
         "at_value": lambda: f"AT value {_short(value)} of {label} is not an 8-digit uppercase hexadecimal tag",
         "person_name": lambda: _person_name_message(label, keyword, value),
-        "sequence_item": lambda: f"item of sequence {label} is {_json_type(value)}, not a dataset object",
-        "inline_binary": lambda: f"InlineBinary of {label} is {_json_type(value)}; it must be one base64 "
+        "sequence_item": lambda: f"item of sequence {label} is {json_type(value)}, not a dataset object",
+        "inline_binary": lambda: f"InlineBinary of {label} is {json_type(value)}; it must be one base64 "
                                  "string",
         "inline_binary_vr": lambda: f"attribute {label} has VR {vr} with InlineBinary, which only OB, OD, "
                                     "OF, OL, OV, OW and UN may use",
         "bulk_data_uri": lambda: f"BulkDataURI of {label} is "
-                                 f"{'empty' if value == '' else _json_type(value)}; it must be a URI string",
+                                 f"{'empty' if value == '' else json_type(value)}; it must be a URI string",
         "bulk_data_uri_vr": lambda: f"attribute {label} has VR {vr} with a BulkDataURI; allowed only for "
                                     f"{' '.join(sorted(BULK_DATA_VRS))}",
     }
@@ -549,7 +536,7 @@ def _expected_type(vr: str) -> str:
 
 def _person_name_message(label: str, keyword: str, value: Any) -> str:
     if keyword == "type":
-        return f"PN value of {label} is {_json_type(value)}; it must be an object with Alphabetic, " \
+        return f"PN value of {label} is {json_type(value)}; it must be an object with Alphabetic, " \
                "Ideographic or Phonetic groups"
     if keyword == "enum":
         return (f"PN value of {label} has group {_short(value)}; only Alphabetic, Ideographic and Phonetic "
@@ -558,7 +545,7 @@ def _person_name_message(label: str, keyword: str, value: Any) -> str:
         return f"PN value of {label} has an empty component group; empty groups are omitted"
     if keyword == "pattern":
         return f"PN group {_short(value)} of {label} holds '='; groups are separate members, not '='-joined"
-    return f"PN group of {label} is {_json_type(value)}, not a string"
+    return f"PN group of {label} is {json_type(value)}, not a string"
 
 
 def _value_problems(document: str, ds_pointer: str, ds: dict[str, Any]) -> Iterator[Problem]:
@@ -687,7 +674,7 @@ def _document_problems(doc: MetadataDocument) -> list[Problem]:
     instances, is_array = _instances(raw)
     if not is_array:
         problems.append(Problem("not_array", doc.location, "",
-                                f"the document is {_json_type(raw)}, not an array of datasets"))
+                                f"the document is {json_type(raw)}, not an array of datasets"))
         if not instances:
             return problems
     problems.extend(_schema_problems(doc.location, raw, is_array))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,6 +67,16 @@ class TestCompareAndFormat:
         parsed = mt.parse_media_type(mt.format_media_type("multipart/related", params))
         assert dict(parsed.params) == params
         assert parsed.deviations == ()
+
+    @pytest.mark.parametrize(("text", "elements"), [
+        ("", [""]),
+        ("a, b,,c", ["a", " b", "", "c"]),
+        ('a; p="x,y", b', ['a; p="x,y"', " b"]),
+        ('a; p="x\\",y", b', ['a; p="x\\",y"', " b"]),
+        ('299 - "a, b"', ['299 - "a, b"']),
+    ])
+    def test_split_header_list(self, text: str, elements: list[str]) -> None:
+        assert mt.split_header_list(text) == elements
 
     def test_accept_orders_by_q(self) -> None:
         items = mt.parse_accept('application/dicom+xml;q=0.5, application/dicom+json, */*;q=0.1')

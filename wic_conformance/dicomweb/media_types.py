@@ -263,7 +263,7 @@ def parse_media_type(text: str) -> MediaType:
 def parse_accept(text: str) -> list[tuple[MediaType, float]]:
     """Parse an Accept header into (media type, q) pairs, highest preference first."""
     out: list[tuple[MediaType, float]] = []
-    for element in _split_top_level(text):
+    for element in split_header_list(text):
         if not element.strip():
             continue
         mt = parse_media_type(element)
@@ -277,8 +277,16 @@ def parse_accept(text: str) -> list[tuple[MediaType, float]]:
     return sorted(out, key=lambda pair: -pair[1])
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas that are outside quoted-strings."""
+def split_header_list(text: str) -> list[str]:
+    """Split a list-valued header field on the commas that are outside quoted-strings.
+
+    The elements are returned as written (not stripped; empty ones kept); a backslash
+    inside a quoted-string escapes the next character.
+
+    References
+    ----------
+    RFC 9110 §5.6.1 (lists), §5.6.4 (quoted-string).
+    """
     parts: list[str] = []
     buf: list[str] = []
     in_quote = False
@@ -303,4 +311,4 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
-__all__ += ["parse_accept"]
+__all__ += ["parse_accept", "split_header_list"]

@@ -831,25 +831,8 @@ def _split_warning(value: str) -> list[str]:
     Commas inside quoted strings never split; a comma outside quotes splits only
     when a warn-code follows, so an unquoted DICOM-style text may contain commas.
     """
-    out: list[str] = []
-    buf: list[str] = []
-    quoted = False
-    escaped = False
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif ch == "\\" and quoted:
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == "," and not quoted:
-            out.append("".join(buf))
-            buf = []
-            continue
-        buf.append(ch)
-    out.append("".join(buf))
     merged: list[str] = []
-    for piece in out:
+    for piece in mt.split_header_list(value):
         if merged and not _WARN_CODE_START.match(piece):
             merged[-1] = f"{merged[-1]},{piece}"
         else:

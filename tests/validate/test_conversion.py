@@ -14,9 +14,9 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
+from tests.support.exchanges import check_context, multipart_request, run_named_check
 from wic_conformance.dicomweb import media_types as mt
-from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange, Headers, Request
-from wic_conformance.dicomweb.multipart import encode_multipart
+from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange, Request
 from wic_conformance.dicomweb.part10 import read_part10
 from wic_conformance.findings import Severity
 from wic_conformance.validate import conversion
@@ -126,8 +126,7 @@ class Case:
                 parts.append(({"Content-Type": ctype, "Content-Location": bulk.uri}, bulk.data))
             docs.append(obj)
         body_parts = [({"Content-Type": mt.APPLICATION_DICOM_JSON}, json.dumps(docs).encode()), *parts]
-        ctype, body = encode_multipart(body_parts, root_type=mt.APPLICATION_DICOM_JSON)
-        return Request("POST", self.url, Headers.of({"Content-Type": ctype}), Body.of(body))
+        return multipart_request(body_parts, url=self.url, root_type=mt.APPLICATION_DICOM_JSON)
 
     def exchange(self) -> Exchange:
         files = [_part10(ds) for ds in self.stored] + self.raw_stored
@@ -250,10 +249,7 @@ def pdf_case(data: bytes = PDF) -> Case:
 
 def run(name: str, case: Case | Exchange, **options: Any) -> CheckResult:
     exchange = case.exchange() if isinstance(case, Case) else case
-    ctx = CheckContext(options={name: options} if options else None)
-    result = run_check(REGISTRY[name], ctx, exchange)
-    assert result.outcome is not Outcome.ERROR, result.error
-    return result
+    return run_named_check(name, exchange, check_context(name, options))
 
 
 def errors(result: CheckResult) -> list[str]:

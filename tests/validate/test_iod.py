@@ -19,6 +19,7 @@ from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID
 
+from tests.support.exchanges import check_context
 from wic_conformance.dicomweb import media_types as mt
 from wic_conformance.dicomweb.deviation import Deviation
 from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange
@@ -62,8 +63,7 @@ def file_exchange(*paths_or_bytes: Path | bytes, role: DocumentRole = DocumentRo
 
 
 def run(name: str, exchange: Exchange, **options: Any) -> CheckResult:
-    ctx = CheckContext(options={name: options} if options else None)
-    return run_check(REGISTRY[name], ctx, exchange)
+    return run_check(REGISTRY[name], check_context(name, options), exchange)
 
 
 def context(**extra: Any) -> dict[str, Any]:

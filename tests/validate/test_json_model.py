@@ -15,8 +15,9 @@ from jsonschema import Draft202012Validator
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
+from tests.support import exchanges
 from wic_conformance.dicomweb import json_model as codec
-from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange, Headers, Request
+from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request
 from wic_conformance.dicomweb.media_types import APPLICATION_DICOM_JSON, APPLICATION_JSON
 from wic_conformance.findings import InvalidDicomJson, Severity, UnexpectedMediaType
 from wic_conformance.validate import json_model as checks
@@ -71,7 +72,7 @@ def body_of(doc: Any) -> bytes:
 
 
 def file_exchange(doc: Any, media_type: str = APPLICATION_DICOM_JSON) -> Exchange:
-    return Exchange(documents=(Document(media_type, Body.of(body_of(doc)), DocumentRole.FILE, "x.json"),))
+    return exchanges.file_exchange(body_of(doc), media_type, "x.json")
 
 
 def stow_exchange(doc: Any, part_type: str) -> Exchange:
@@ -86,9 +87,7 @@ def stow_exchange(doc: Any, part_type: str) -> Exchange:
 
 def run(name: str, doc: Any, ctx: CheckContext | None = None, **kw: Any) -> CheckResult:
     exchange = doc if isinstance(doc, Exchange) else file_exchange(doc, **kw)
-    result = run_check(REGISTRY[name], ctx or CheckContext(), exchange)
-    assert result.outcome is not Outcome.ERROR, result.error
-    return result
+    return exchanges.run_named_check(name, exchange, ctx)
 
 
 def assert_fails(name: str, doc: Any, requirement: str, location: str | None = None,

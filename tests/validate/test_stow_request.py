@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from pydicom import Dataset, dcmwrite
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from tests.support.datasets import part10_bytes, vl_photographic_json
+from tests.support.exchanges import Part, stow_exchange
+from tests.support.exchanges import run_named_check as run
 from wic_conformance.dicomweb import media_types as mt
-from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request
+from wic_conformance.dicomweb.exchange import Exchange, Headers, Request
 from wic_conformance.dicomweb.multipart import encode_multipart
 from wic_conformance.findings import Severity
 from wic_conformance.validate import stow_request  # noqa: F401  (registers the checks)
@@ -30,40 +31,13 @@ PIXEL_URI = f"{BASE}/bulk/pixel-1"
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 
-Part = tuple[Mapping[str, str], bytes]
-
 
 # -- builders ---------------------------------------------------------------------------------------
 def json_instance(*, study: str = STUDY, pixel_uri: str | None = PIXEL_URI, sop: str = SOP,
                   extra: Mapping[str, Any] | None = None, drop: Sequence[str] = ()) -> dict[str, Any]:
     """Return one DICOM JSON dataset object of a VL Photographic image with WIC baseline attributes."""
-    ds: dict[str, Any] = {
-        "00080005": {"vr": "CS", "Value": ["ISO_IR 192"]},
-        "00080016": {"vr": "UI", "Value": [VL_PHOTO]},
-        "00080018": {"vr": "UI", "Value": [sop]},
-        "00080020": {"vr": "DA", "Value": ["20240102"]},
-        "00080030": {"vr": "TM", "Value": ["101500"]},
-        "00080050": {"vr": "SH"},
-        "00080060": {"vr": "CS", "Value": ["XC"]},
-        "00080070": {"vr": "LO", "Value": ["ACME"]},
-        "00080090": {"vr": "PN"},
-        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]},
-        "00100020": {"vr": "LO", "Value": ["PID-1"]},
-        "00100021": {"vr": "LO", "Value": ["HOSP"]},
-        "00100030": {"vr": "DA"},
-        "00100040": {"vr": "CS", "Value": ["F"]},
-        "0020000D": {"vr": "UI", "Value": [study]},
-        "0020000E": {"vr": "UI", "Value": [SERIES]},
-        "00200010": {"vr": "SH", "Value": ["S1"]},
-        "00200011": {"vr": "IS", "Value": [1]},
-        "00200013": {"vr": "IS", "Value": [1]},
-    }
-    if pixel_uri is not None:
-        ds["7FE00010"] = {"vr": "OB", "BulkDataURI": pixel_uri}
-    ds.update(extra or {})
-    for tag in drop:
-        ds.pop(tag, None)
-    return dict(sorted(ds.items()))
+    return vl_photographic_json(study=study, series=SERIES, sop=sop, pixel_uri=pixel_uri, drop=drop,
+                                extra={"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}, **(extra or {})})
 
 
 def json_part(value: Any) -> Part:
@@ -91,13 +65,7 @@ def part10(*, ts: str = ExplicitVRLittleEndian, study: str = STUDY, sop: str = S
     ds.ConversionType = "WSD"
     for key, value in (extra or {}).items():
         setattr(ds, key, value)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(SC)
-    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop)
-    ds.file_meta.TransferSyntaxUID = UID(ts)
-    buf = io.BytesIO()
-    dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
+    return part10_bytes(ds, sop_class=SC, sop_instance=sop, transfer_syntax=ts)
 
 
 def dicom_part(data: bytes, content_type: str = mt.APPLICATION_DICOM) -> Part:
@@ -118,30 +86,11 @@ def xml_document(*, study: str = STUDY, pixel_uri: str = PIXEL_URI) -> bytes:
 """.encode()
 
 
-def request(parts: Sequence[Part] | None = None, *, root_type: str = mt.APPLICATION_DICOM_JSON,
-            url: str = URL, method: str = "POST", content_type: str | None = None, body: bytes | None = None,
-            headers: Mapping[str, str] | None = None, drop: Sequence[str] = ()) -> Exchange:
+def request(parts: Sequence[Part] | None = None, *, url: str = URL, **kw: Any) -> Exchange:
     """Build a recorded STOW-RS request; by default a good JSON + JPEG request."""
     if parts is None:
         parts = [json_part([json_instance()]), bulk_part()]
-    if body is None:
-        ctype, body = encode_multipart(list(parts), root_type=root_type)
-        content_type = content_type if content_type is not None else ctype
-    all_headers: dict[str, str] = {}
-    if content_type is not None:
-        all_headers["Content-Type"] = content_type
-    all_headers["Content-Length"] = str(len(body))
-    all_headers["Accept"] = mt.APPLICATION_DICOM_JSON
-    all_headers.update(headers or {})
-    for name in drop:
-        all_headers.pop(name, None)
-    return Exchange(request=Request(method, url, Headers.of(all_headers), Body.of(body)))
-
-
-def run(name: str, exchange: Exchange, ctx: CheckContext | None = None) -> CheckResult:
-    result = run_check(REGISTRY[name], ctx or CheckContext(), exchange)
-    assert result.outcome is not Outcome.ERROR, result.error
-    return result
+    return stow_exchange(parts, url=url, **kw)
 
 
 def ids(result: CheckResult) -> list[str]:

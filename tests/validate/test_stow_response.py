@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable
 
 import pytest
-from pydicom import Dataset, dcmwrite
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom import Dataset
 
 import wic_conformance.validate.stow_response  # noqa: F401  (registers the checks)
+from tests.support.datasets import part10_bytes
+from tests.support.exchanges import multipart_request
 from wic_conformance.dicomweb import media_types as mt
 from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request, Response
-from wic_conformance.dicomweb.multipart import encode_multipart
 from wic_conformance.dicomweb.store_response import RawAttribute, SopRef, build_store_response
 from wic_conformance.findings import Finding, Severity
 from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResult, Outcome, run_check
@@ -33,24 +31,15 @@ def part10(sop_uid: str, study: str = STUDY, series: str = SERIES) -> bytes:
     ds.SeriesInstanceUID = series
     ds.PatientID = "P1"
     ds.Modality = "OT"
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(SC)
-    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    out = io.BytesIO()
-    dcmwrite(out, ds, enforce_file_format=True)
-    return out.getvalue()
+    return part10_bytes(ds, sop_class=SC, sop_instance=sop_uid)
 
 
 def stow_request(instances: Iterable[tuple[str, str]], *, study_in_url: str | None = None,
                  accept: str | None = JSON) -> Request:
     parts = [({"Content-Type": mt.APPLICATION_DICOM}, part10(uid, study)) for uid, study in instances]
-    content_type, body = encode_multipart(parts, root_type=mt.APPLICATION_DICOM)
-    headers = {"Content-Type": content_type}
-    if accept:
-        headers["Accept"] = accept
     url = f"{BASE}/studies/{study_in_url}" if study_in_url else f"{BASE}/studies"
-    return Request("POST", url, Headers.of(headers), Body.of(body))
+    return multipart_request(parts, url=url, root_type=mt.APPLICATION_DICOM,
+                             headers={"Accept": accept} if accept else None)
 
 
 def instance_url(uid: str, study: str = STUDY, series: str = SERIES) -> str:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom import Dataset, dcmwrite
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom import Dataset
 
+from tests.support.datasets import edited, part10_bytes, vl_photographic_json
+from tests.support.exchanges import Part, stow_exchange
+from tests.support.exchanges import run_named_check as run
 from wic_conformance.catalogue import RuleProfile, default_catalogue, load_profile
 from wic_conformance.dicomweb import media_types as mt
-from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request
-from wic_conformance.dicomweb.multipart import encode_multipart
+from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.findings import Severity
 from wic_conformance.validate import stow_request, wic_content  # noqa: F401  (registers the checks)
 from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResult, Outcome, run_check
@@ -39,31 +38,8 @@ CHECKS = [
 # -- builders ---------------------------------------------------------------------------------------
 def photo(*, extra: Mapping[str, Any] | None = None, drop: Sequence[str] = ()) -> dict[str, Any]:
     """Return the DICOM JSON object of a VL Photographic image meeting the whole baseline."""
-    ds: dict[str, Any] = {
-        "00080016": {"vr": "UI", "Value": [VL_PHOTOGRAPHIC]},
-        "00080018": {"vr": "UI", "Value": ["2.25.11"]},
-        "00080020": {"vr": "DA", "Value": ["20240102"]},
-        "00080030": {"vr": "TM", "Value": ["101500"]},
-        "00080050": {"vr": "SH"},
-        "00080060": {"vr": "CS", "Value": ["XC"]},
-        "00080070": {"vr": "LO", "Value": ["ACME"]},
-        "00080090": {"vr": "PN"},
-        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]},
-        "00100020": {"vr": "LO", "Value": ["PID-1"]},
-        "00100021": {"vr": "LO", "Value": ["HOSP"]},
-        "00100030": {"vr": "DA"},
-        "00100040": {"vr": "CS", "Value": ["F"]},
-        "0020000D": {"vr": "UI", "Value": ["2.25.1"]},
-        "0020000E": {"vr": "UI", "Value": ["2.25.2"]},
-        "00200010": {"vr": "SH", "Value": ["S1"]},
-        "00200011": {"vr": "IS", "Value": [1]},
-        "00200013": {"vr": "IS", "Value": [1]},
-        "7FE00010": {"vr": "OB", "BulkDataURI": PIXEL_URI},
-    }
-    ds.update(extra or {})
-    for tag in drop:
-        ds.pop(tag, None)
-    return dict(sorted(ds.items()))
+    return vl_photographic_json(study="2.25.1", series="2.25.2", sop="2.25.11", pixel_uri=PIXEL_URI,
+                                extra=extra, drop=drop)
 
 
 def pdf(*, extra: Mapping[str, Any] | None = None, drop: Sequence[str] = ()) -> dict[str, Any]:
@@ -81,37 +57,22 @@ def pdf(*, extra: Mapping[str, Any] | None = None, drop: Sequence[str] = ()) -> 
         "00420011": {"vr": "OB", "BulkDataURI": DOC_URI},
         "00420012": {"vr": "LO", "Value": ["application/pdf"]},
     })
-    ds.update(extra or {})
-    for tag in drop:
-        ds.pop(tag, None)
-    return dict(sorted(ds.items()))
+    return edited(ds, extra=extra, drop=drop)
 
 
 def json_request(*datasets: dict[str, Any]) -> Exchange:
-    parts: list[tuple[Mapping[str, str], bytes]] = [
+    parts: list[Part] = [
         ({"Content-Type": mt.APPLICATION_DICOM_JSON}, json.dumps(list(datasets)).encode("utf-8"))]
     if any("7FE00010" in d for d in datasets):
         parts.append(({"Content-Type": mt.IMAGE_JPEG, "Content-Location": PIXEL_URI}, JPEG))
     if any("00420011" in d for d in datasets):
         parts.append(({"Content-Type": mt.APPLICATION_PDF, "Content-Location": DOC_URI}, PDF))
-    return _exchange(parts, mt.APPLICATION_DICOM_JSON)
+    return stow_exchange(parts, url=URL, root_type=mt.APPLICATION_DICOM_JSON)
 
 
 def part10_request(ds: Dataset) -> Exchange:
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(str(ds.SOPClassUID))
-    ds.file_meta.MediaStorageSOPInstanceUID = UID("2.25.21")
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buf = io.BytesIO()
-    dcmwrite(buf, ds, enforce_file_format=True)
-    return _exchange([({"Content-Type": mt.APPLICATION_DICOM}, buf.getvalue())], mt.APPLICATION_DICOM)
-
-
-def _exchange(parts: list[tuple[Mapping[str, str], bytes]], root_type: str) -> Exchange:
-    ctype, body = encode_multipart(parts, root_type=root_type)
-    headers = Headers.of({"Content-Type": ctype, "Content-Length": str(len(body)),
-                          "Accept": mt.APPLICATION_DICOM_JSON})
-    return Exchange(request=Request("POST", URL, headers, Body.of(body)))
+    data = part10_bytes(ds, sop_class=str(ds.SOPClassUID), sop_instance="2.25.21")
+    return stow_exchange([({"Content-Type": mt.APPLICATION_DICOM}, data)], url=URL, root_type=mt.APPLICATION_DICOM)
 
 
 def secondary_capture(**attrs: Any) -> Dataset:
@@ -124,12 +85,6 @@ def secondary_capture(**attrs: Any) -> Dataset:
     for key, value in attrs.items():
         setattr(ds, key, value)
     return ds
-
-
-def run(name: str, exchange: Exchange, ctx: CheckContext | None = None) -> CheckResult:
-    result = run_check(REGISTRY[name], ctx or CheckContext(), exchange)
-    assert result.outcome is not Outcome.ERROR, result.error
-    return result
 
 
 def findings_of(result: CheckResult, rid: str) -> list[str]:

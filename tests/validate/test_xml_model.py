@@ -6,9 +6,9 @@ from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence
 
 import wic_conformance.validate.xml_model  # noqa: F401  (registers the checks)
+from tests.support.exchanges import file_exchange, multipart_request
 from wic_conformance.dicomweb import media_types as mt
-from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange, Headers, Request
-from wic_conformance.dicomweb.multipart import encode_multipart
+from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.xml_model import NATIVE_DICOM_NAMESPACE, dataset_to_xml
 from wic_conformance.findings import InvalidDicomXml, Severity
 from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResult, Outcome, run_check
@@ -33,8 +33,7 @@ def good_document() -> bytes:
 
 
 def xml_exchange(data: bytes) -> Exchange:
-    return Exchange(documents=(Document(mt.APPLICATION_DICOM_XML, Body.of(data), DocumentRole.FILE,
-                                        location="instance.xml"),))
+    return file_exchange(data, mt.APPLICATION_DICOM_XML, "instance.xml")
 
 
 def with_body(body: str, root: str = ROOT) -> bytes:
@@ -71,8 +70,7 @@ class TestGoodDocument:
 
     @pytest.mark.parametrize("name", CHECKS)
     def test_json_documents_are_not_judged(self, name: str) -> None:
-        exchange = Exchange(documents=(Document(mt.APPLICATION_DICOM_JSON, Body.of(b"<not json"),
-                                                DocumentRole.FILE, location="x.json"),))
+        exchange = file_exchange(b"<not json", mt.APPLICATION_DICOM_JSON, "x.json")
         assert run_check(REGISTRY[name], CheckContext(), exchange).outcome is Outcome.PASSED
 
     def test_first_docstring_line_states_the_property(self) -> None:
@@ -211,10 +209,8 @@ class TestStowRequestParts:
         parts = [({"Content-Type": mt.APPLICATION_DICOM_XML}, good_document()),
                  ({"Content-Type": mt.APPLICATION_DICOM_XML}, bad),
                  ({"Content-Type": mt.APPLICATION_OCTET_STREAM, "Content-Location": uri}, b"\x00\x01")]
-        content_type, body = encode_multipart(parts, root_type=mt.APPLICATION_DICOM_XML)
-        request = Request("POST", "http://pacs.test/studies", Headers.of({"Content-Type": content_type}),
-                          Body.of(body))
-        exchange = Exchange(request=request)
+        exchange = Exchange(request=multipart_request(parts, url="http://pacs.test/studies",
+                                                      root_type=mt.APPLICATION_DICOM_XML))
         ctx = CheckContext()
         finding = only(run_check(REGISTRY["dicom_xml_tags_are_uppercase_hex"], ctx, exchange))
         assert finding.location == "request part 2 > /NativeDicomModel/DicomAttribute[@tag='7fe00010']"

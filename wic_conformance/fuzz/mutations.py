@@ -570,52 +570,65 @@ def _lowercase(request: Request, params: Mapping[str, Any]) -> _Result:
             {"requirement": rule})
 
 
-def _pn_strings(request: Request, params: Mapping[str, Any]) -> _Result:
-    ct, parts = _parts(request, MutationKind.PN_AS_STRING)
-    _need(_encoding(parts), MutationKind.PN_AS_STRING)
+def _edit_json_datasets(request: Request, kind: MutationKind, edit: Callable[[dict[str, Any]], int], *,
+                        nothing: str) -> tuple[Request, int]:
+    """Apply ``edit`` to every dataset object of every DICOM JSON part and re-encode the request.
+
+    ``edit`` changes one dataset object in place and returns how many changes it made; when
+    no part changes, a :class:`UsageError` says ``nothing``.  Returns the request and the count.
+    """
+    ct, parts = _parts(request, kind)
+    _need(_encoding(parts), kind)
     count = 0
-    for index in _json_parts(parts, MutationKind.PN_AS_STRING):
+    for index in _json_parts(parts, kind):
         headers, body = parts[index]
-        value = _load_json(body, MutationKind.PN_AS_STRING)
+        value = _load_json(body, kind)
         for ds in _datasets(value):
-            for attr in ds.values():
-                if isinstance(attr, dict) and attr.get("vr") == "PN" and isinstance(attr.get("Value"), list):
-                    new = []
-                    for v in attr["Value"]:
-                        if isinstance(v, dict):
-                            count += 1
-                            groups = [v.get(g, "") for g in ("Alphabetic", "Ideographic", "Phonetic")]
-                            v = "=".join(groups).rstrip("=")
-                        new.append(v)
-                    attr["Value"] = new
+            count += edit(ds)
         parts[index] = (headers, Body.of(_dump_json(value)))
     if not count:
-        raise UsageError(f"{MutationKind.PN_AS_STRING}: the metadata has no PN value")
-    return (_reencoded(request, ct, parts),
+        raise UsageError(f"{kind}: {nothing}")
+    return _reencoded(request, ct, parts), count
+
+
+def _pn_strings(request: Request, params: Mapping[str, Any]) -> _Result:
+    def as_strings(ds: dict[str, Any]) -> int:
+        count = 0
+        for attr in ds.values():
+            if isinstance(attr, dict) and attr.get("vr") == "PN" and isinstance(attr.get("Value"), list):
+                new = []
+                for v in attr["Value"]:
+                    if isinstance(v, dict):
+                        count += 1
+                        groups = [v.get(g, "") for g in ("Alphabetic", "Ideographic", "Phonetic")]
+                        v = "=".join(groups).rstrip("=")
+                    new.append(v)
+                attr["Value"] = new
+        return count
+
+    mutated, count = _edit_json_datasets(request, MutationKind.PN_AS_STRING, as_strings,
+                                         nothing="the metadata has no PN value")
+    return (mutated,
             f"{count} PN value(s) sent as bare strings instead of {{\"Alphabetic\": ...}} objects; the metadata "
             "is invalid: reject the instance or store the names intact", {})
 
 
 def _keywords(request: Request, params: Mapping[str, Any]) -> _Result:
-    ct, parts = _parts(request, MutationKind.KEYWORD_MEMBERS)
-    _need(_encoding(parts), MutationKind.KEYWORD_MEMBERS)
-    count = 0
-    for index in _json_parts(parts, MutationKind.KEYWORD_MEMBERS):
-        headers, body = parts[index]
-        value = _load_json(body, MutationKind.KEYWORD_MEMBERS)
-        for ds in _datasets(value):
-            for name, attr in ds.items():
-                try:
-                    keyword = keyword_for_tag(int(name, 16))
-                except ValueError:
-                    continue
-                if isinstance(attr, dict) and keyword:
-                    attr["keyword"] = keyword
-                    count += 1
-        parts[index] = (headers, Body.of(_dump_json(value)))
-    if not count:
-        raise UsageError(f"{MutationKind.KEYWORD_MEMBERS}: the metadata has no dictionary attribute")
-    return (_reencoded(request, ct, parts),
+    def add_keywords(ds: dict[str, Any]) -> int:
+        count = 0
+        for name, attr in ds.items():
+            try:
+                keyword = keyword_for_tag(int(name, 16))
+            except ValueError:
+                continue
+            if isinstance(attr, dict) and keyword:
+                attr["keyword"] = keyword
+                count += 1
+        return count
+
+    mutated, count = _edit_json_datasets(request, MutationKind.KEYWORD_MEMBERS, add_keywords,
+                                         nothing="the metadata has no dictionary attribute")
+    return (mutated,
             f"{count} attribute object(s) carry a \"keyword\" member, which the DICOM JSON Model does not define; "
             "the metadata is invalid: reject the instance or store it with every value intact", {})
 

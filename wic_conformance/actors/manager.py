@@ -56,7 +56,7 @@ from wic_conformance.dicomweb import media_types as mt
 from wic_conformance.dicomweb.deviation import Strictness
 from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request, Response
 from wic_conformance.dicomweb.multipart import iter_encode_multipart
-from wic_conformance.dicomweb.part10 import read_part10
+from wic_conformance.dicomweb.part10 import Part10Instance
 from wic_conformance.dicomweb.qido import QidoQueryError, parse_qido_query
 from wic_conformance.dicomweb.store_response import SopRef, build_store_response
 from wic_conformance.dicomweb.stow import StowKind, StowRequest, parse_stow_request
@@ -639,7 +639,7 @@ class ImageManager:
             data = _encode(ds)
             if self._iod is not None:
                 try:
-                    problem = _iod_errors(self._iod, data)
+                    problem = _iod_errors(self._iod, data, ds)
                 except ValidatorUnavailableError as exc:  # e.g. a transfer syntax dciodvfy cannot read
                     log.warning("IOD of %s not verified: %s", sop_uid, exc)
                     notes.append(f"{sop_uid}: stored without an IOD verdict ({exc})")
@@ -775,9 +775,12 @@ def _encode(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _iod_errors(validator: Dciodvfy, data: bytes) -> str:
-    """Return the IOD errors of an encoded instance, joined ('' when it is valid)."""
-    messages = validator.validate(read_part10(Body.of(data), location="converted instance"))
+def _iod_errors(validator: Dciodvfy, data: bytes, ds: Dataset) -> str:
+    """Return the IOD errors of an instance ``ds`` encoded as ``data``, joined ('' when it is valid).
+
+    ``data`` was just written from ``ds``, so it is not decoded again (dciodvfy reads the bytes).
+    """
+    messages = validator.validate(Part10Instance("converted instance", Body.of(data), ds))
     return "; ".join(m.text for m in messages if m.level is Severity.ERROR)
 
 

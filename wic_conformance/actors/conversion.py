@@ -73,7 +73,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image, ImageSequence
 from pydicom import Dataset
@@ -541,6 +541,9 @@ def _accept_part10(instance: Part10Instance) -> Converted:
 # =====================================================================================================
 
 
+_Info = TypeVar("_Info")
+
+
 @dataclass(slots=True)
 class _Media:
     """A bulk data part, probed and turned into what the stored instance carries.
@@ -564,6 +567,29 @@ class _Media:
     lossy_colour_jpeg: bool = False
     notes: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
+
+
+def _probed(probe: Callable[[bytes], _Info], data: bytes, media_type: str) -> _Info:
+    """Return what ``probe`` reads from a bulk data part; a bitstream it cannot read rejects the part."""
+    try:
+        return probe(data)
+    except media.MediaProbeError as exc:
+        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
+
+
+def _transfer_syntax(declared: str | None, allowed: frozenset[str], preferred: str | None, describe: str,
+                     media_type: str, *, none_fits: str) -> str:
+    """Return the declared transfer syntax, else ``preferred``, for a bitstream that ``allowed`` describes.
+
+    The part is rejected when no transfer syntax fits the bitstream (``none_fits`` says why)
+    or the declared one contradicts it.
+    """
+    if not allowed:
+        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED, none_fits)
+    _check_declared(declared, allowed, describe, media_type)
+    ts = declared or preferred
+    assert ts is not None
+    return ts
 
 
 def _check_declared(declared: str | None, allowed: frozenset[str], describe: str, media_type: str) -> None:
@@ -601,22 +627,15 @@ def _jpeg(data: bytes, declared: str | None) -> _Media:
     ----------
     PS3.5 §8.2.1 and Table A-1; PS3.18 Table 10.5.2-1 and Table 8.7.3-5; ISO/IEC 10918-1 B.2.2.
     """
-    try:
-        info = media.probe_jpeg(data)
-    except media.MediaProbeError as exc:
-        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the image/jpeg part cannot be read: {exc}") from None
+    info = _probed(media.probe_jpeg, data, mt.IMAGE_JPEG)
     describe = f"JPEG SOF 0x{info.sof:02X} {info.process}, {info.precision}-bit, {info.components} component(s)"
     if info.jpeg_ls:
         raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the image/jpeg part is a JPEG-LS stream ({describe}); JPEG-LS is image/jls, not image/jpeg")
-    allowed = media.jpeg_transfer_syntaxes(info)
-    if not allowed:
-        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-                      f"the image/jpeg part is a {describe} stream, which no current transfer syntax carries "
-                      "unchanged (only retired ones do); send a baseline, extended or lossless JPEG")
-    _check_declared(declared, allowed, describe, mt.IMAGE_JPEG)
-    ts = declared or media.jpeg_transfer_syntax(info)
-    assert ts is not None
+    ts = _transfer_syntax(
+        declared, media.jpeg_transfer_syntaxes(info), media.jpeg_transfer_syntax(info), describe, mt.IMAGE_JPEG,
+        none_fits=f"the image/jpeg part is a {describe} stream, which no current transfer syntax carries "
+                  "unchanged (only retired ones do); send a baseline, extended or lossless JPEG")
     if info.components not in (1, 3):
         raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"the image/jpeg part has {info.components} components; 1 (grey) or 3 (colour) expected")
@@ -661,10 +680,7 @@ def _j2k(data: bytes, media_type: str, declared: str | None) -> _Media:
     PS3.5 §8.2.4 (the JP2 header is not part of the encapsulated stream) and Table A-1;
     ISO/IEC 15444-1 A.5.1, A.6.1.
     """
-    try:
-        info = media.probe_j2k(data)
-    except media.MediaProbeError as exc:
-        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
+    info = _probed(media.probe_j2k, data, media_type)
     reversible = info.reversible is not False
     allowed = {_J2K} | ({_J2K_LOSSLESS} if reversible else set())
     if media_type == mt.IMAGE_JPX:
@@ -732,23 +748,16 @@ def _mp4(data: bytes, media_type: str, declared: str | None) -> _Media:
     PS3.5 §8.2.8 (MPEG-4 AVC/H.264), §8.2.9 (HEVC/H.265); PS3.18 Table 10.5.2-1;
     ISO/IEC 14496-12 and 14496-15.
     """
-    try:
-        info = media.probe_mp4(data)
-    except media.MediaProbeError as exc:
-        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
+    info = _probed(media.probe_mp4, data, media_type)
     describe = f"{info.codec} profile_idc {info.profile_idc} level_idc {info.level_idc}"
     if not (info.is_avc or info.is_hevc):
         raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the {media_type} part holds {info.codec!r} video; only H.264/AVC and H.265/HEVC can be "
                       "stored unchanged")
-    allowed = media.mp4_transfer_syntaxes(info)
-    if not allowed:
-        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-                      f"the {media_type} part is {describe}, which no DICOM transfer syntax covers "
-                      "(H.264 up to level 4.2, HEVC Main/Main 10 up to level 5.1)")
-    _check_declared(declared, allowed, describe, media_type)
-    ts = declared or media.mp4_transfer_syntax(info)
-    assert ts is not None
+    ts = _transfer_syntax(
+        declared, media.mp4_transfer_syntaxes(info), media.mp4_transfer_syntax(info), describe, media_type,
+        none_fits=f"the {media_type} part is {describe}, which no DICOM transfer syntax covers "
+                  "(H.264 up to level 4.2, HEVC Main/Main 10 up to level 5.1)")
     if ts.startswith(_HEVC_MAIN10) or (info.is_hevc and info.profile_idc == 2):
         raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                       f"the {media_type} part is an HEVC Main 10 stream ({describe}); the VL Image Module of the "
@@ -772,20 +781,13 @@ def _mpeg2(data: bytes, media_type: str, declared: str | None) -> _Media:
     ----------
     PS3.5 §8.2.5, §8.2.6; ISO/IEC 13818-2 §6.2.2.
     """
-    try:
-        info = media.probe_mpeg2(data[:1 << 22])
-    except media.MediaProbeError as exc:
-        raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the {media_type} part cannot be read: {exc}") from None
+    info = _probed(media.probe_mpeg2, data[:1 << 22], media_type)
     level = f"0x{info.profile_level:02X}" if info.profile_level is not None else "none (MPEG-1)"
     describe = f"MPEG video {info.width}x{info.height}, profile_and_level_indication {level}"
-    allowed = media.mpeg2_transfer_syntaxes(info)
-    if not allowed:
-        raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-                      f"the {media_type} part is {describe}; only MPEG-2 Main Profile at Main or High Level can be "
-                      "stored unchanged")
-    _check_declared(declared, allowed, describe, media_type)
-    ts = declared or media.mpeg2_transfer_syntax(info)
-    assert ts is not None
+    ts = _transfer_syntax(
+        declared, media.mpeg2_transfer_syntaxes(info), media.mpeg2_transfer_syntax(info), describe, media_type,
+        none_fits=f"the {media_type} part is {describe}; only MPEG-2 Main Profile at Main or High Level can be "
+                  "stored unchanged")
     result = _Media(_VIDEO, media_type, ts, _encapsulated(data), describe, encapsulated=True)
     pictures = data.count(b"\x00\x00\x01\x00")
     _video_description(result, rows=info.height, columns=info.width, frames=pictures or None,
@@ -825,10 +827,7 @@ def _raster(data: bytes, media_type: str) -> _Media:
     """
     depth = 8
     if media_type == mt.IMAGE_PNG:
-        try:
-            png = media.probe_png(data)
-        except media.MediaProbeError as exc:
-            raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the image/png part cannot be read: {exc}") from None
+        png = _probed(media.probe_png, data, mt.IMAGE_PNG)
         if png.bit_depth == 16 and png.color_type != 0:
             raise _Reject(FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
                           "the image/png part has 16-bit colour samples, which this Image Manager cannot convert "
@@ -836,10 +835,7 @@ def _raster(data: bytes, media_type: str) -> _Media:
         depth = png.bit_depth if png.color_type == 0 else 8
         describe = f"PNG {png.width}x{png.height}, colour type {png.color_type}, {png.bit_depth}-bit"
     else:
-        try:
-            gif = media.probe_gif(data)
-        except media.MediaProbeError as exc:
-            raise _Reject(FailureReason.CANNOT_UNDERSTAND, f"the image/gif part cannot be read: {exc}") from None
+        gif = _probed(media.probe_gif, data, mt.IMAGE_GIF)
         describe = f"GIF {gif.width}x{gif.height}, {gif.frames} frame(s)"
     try:
         with warnings.catch_warnings():

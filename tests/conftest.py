@@ -6,7 +6,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.support.peers"]
+pytest_plugins = ["tests.support.peers", "tests.support.orthanc"]
 
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(

@@ -32,4 +32,5 @@ def _multipart_decode(quick: bool) -> dict[str, Any]:
 #: Name -> benchmark function; later capabilities add theirs here.
 BENCHMARKS: dict[str, Benchmark] = {
     "multipart_decode": _multipart_decode,
+    "manager": lambda quick: __import__("wic_conformance.bench.manager", fromlist=["_"]).bench_manager(quick),
 }

@@ -77,7 +77,6 @@ from typing import Any, TypeVar
 
 from PIL import Image, ImageSequence
 from pydicom import Dataset
-from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import FileMetaDataset
@@ -86,7 +85,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from wic_conformance.dicomweb import media_types as mt
-from wic_conformance.dicomweb.charset import text_encodable
+from wic_conformance.dicomweb.charset import codecs_for_terms, text_encodable
 from wic_conformance.dicomweb.metadata import BulkRef, MetadataDocument
 from wic_conformance.dicomweb.multipart import Part
 from wic_conformance.dicomweb.part10 import Part10Instance
@@ -201,7 +200,6 @@ _FRAME_TIME_VECTOR = 0x00181065
 _QUERY_ONLY = frozenset({0x00080054, 0x00080056, 0x00080061, 0x00080062, 0x00081190,
                          *range(0x00201200, 0x0020120A)})
 _TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
-_ASCII_TERMS = frozenset({"", "ISO_IR 6", "ISO 2022 IR 6"})
 _UNICODE = "ISO_IR 192"
 _MAX_FRAGMENT = 0xFFFF_FFF0  # an item length must stay below 0xFFFFFFFF and be even (PS3.5 §A.4)
 
@@ -1557,13 +1555,7 @@ def _encodable(text: str, terms: list[str]) -> bool:
     ----------
     PS3.5 §6.1 and PS3.3 Tables C.12-2 to C.12-5 (Specific Character Set defined terms).
     """
-    codecs = []
-    for term in terms:
-        term = term.strip()
-        if term in _ASCII_TERMS:
-            codecs.append("ascii")
-        elif term in python_encoding:
-            codecs.append(python_encoding[term])
-        else:
-            return False
+    codecs, unknown = codecs_for_terms(terms)
+    if unknown:
+        return False
     return text_encodable(text, codecs)

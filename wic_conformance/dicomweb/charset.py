@@ -1,8 +1,8 @@
 """Whether text fits the character sets a Specific Character Set (0008,0005) declares.
 
-The callers map the defined terms to Python codecs (each in its own way: the Image
-Manager's conversion and the checks read the ASCII terms differently); this module
-answers, for those codecs, whether the text can be encoded.
+:func:`codecs_for_terms` maps the defined terms to Python codecs (the ASCII terms to
+``ascii``, the others through pydicom's table); :func:`text_encodable` answers, for
+those codecs, whether the text can be encoded.
 
 References
 ----------
@@ -14,7 +14,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["char_encodable", "text_encodable"]
+from pydicom.charset import python_encoding
+
+__all__ = ["ASCII_TERMS", "char_encodable", "codecs_for_terms", "text_encodable"]
+
+#: Defined terms (and the empty first value) that name the default repertoire, ISO 646 (ASCII).
+ASCII_TERMS = frozenset({"", "ISO_IR 6", "ISO 2022 IR 6"})
+
+
+def codecs_for_terms(terms: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Return (Python codecs, unknown terms) for the values of Specific Character Set.
+
+    The default repertoire terms give ``ascii``; no term at all means the default repertoire.
+    """
+    codecs: list[str] = []
+    unknown: list[str] = []
+    for raw in terms:
+        term = raw.strip()
+        if term in ASCII_TERMS:
+            codecs.append("ascii")
+        elif term in python_encoding:
+            codecs.append(python_encoding[term])
+        else:
+            unknown.append(term)
+    return codecs or ["ascii"], unknown
 
 
 def char_encodable(char: str, codecs: Sequence[str]) -> bool:

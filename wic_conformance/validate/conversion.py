@@ -49,13 +49,12 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydicom import Dataset
-from pydicom.charset import python_encoding
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.uid import UID
 
 from wic_conformance.dicomweb import media_types as mt
-from wic_conformance.dicomweb.charset import text_encodable
+from wic_conformance.dicomweb.charset import codecs_for_terms, text_encodable
 from wic_conformance.dicomweb.exchange import Body, Exchange
 from wic_conformance.dicomweb.part10 import Part10Instance
 from wic_conformance.findings import ConversionMismatch, Finding, MissingAttribute, Severity, raise_all
@@ -1491,22 +1490,6 @@ def non_ascii_texts(ds: Dataset, where: str = "") -> Iterator[tuple[str, int, st
                     yield path, int(elem.tag), text
 
 
-def _codecs(terms: Sequence[str]) -> tuple[list[str], list[str]]:
-    codecs: list[str] = []
-    unknown: list[str] = []
-    for i, term in enumerate(terms):
-        term = term.strip()
-        if not term and i == 0:
-            codecs.append("ascii")
-            continue
-        codec = python_encoding.get(term)
-        if codec is None:
-            unknown.append(term)
-        else:
-            codecs.append(codec)
-    return codecs or ["ascii"], unknown
-
-
 def encodable(text: str, terms: Sequence[str]) -> bool:
     """Return whether every character of ``text`` can be encoded by one of the character sets ``terms``.
 
@@ -1514,7 +1497,7 @@ def encodable(text: str, terms: Sequence[str]) -> bool:
     ----------
     PS3.5 §6.1 and Table C.12-2 to C.12-5 (defined terms of Specific Character Set).
     """
-    codecs, _unknown = _codecs(terms)
+    codecs, _unknown = codecs_for_terms(terms)
     return text_encodable(text, codecs)
 
 
@@ -1540,7 +1523,7 @@ def conversion_character_set_declared(ctx: CheckContext, exchange: Exchange) -> 
                 message=f"Specific Character Set (0008,0005) is absent or empty but the submission holds "
                         f"non-ASCII text ({sample}); expected 'ISO_IR 192' or a set that encodes it"))
             continue
-        _codecs_found, unknown = _codecs(terms)
+        _codecs_found, unknown = codecs_for_terms(terms)
         if unknown:
             findings.append(ConversionMismatch(
                 requirement="CONV-009", location=pair.at(0x00080005),

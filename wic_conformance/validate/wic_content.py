@@ -40,13 +40,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import Dataset
-from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from wic_conformance.dicomweb.charset import char_encodable
+from wic_conformance.dicomweb.charset import char_encodable, codecs_for_terms
 from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.stow import StowRequest
 from wic_conformance.errors import ConfigError
@@ -513,7 +512,7 @@ def wic_content_character_set_declared(ctx: CheckContext, exchange: Exchange) ->
                 message=f"text such as {first_tag} {first_value!r} holds non-ASCII characters but Specific "
                         "Character Set (0008,0005) is not declared"))
             continue
-        unknown = [t for t in terms if t not in python_encoding]
+        encodings, unknown = codecs_for_terms(terms)
         if unknown:
             found.append(Finding(
                 requirement="WIC-CA-012", title="Unknown character set",
@@ -521,7 +520,6 @@ def wic_content_character_set_declared(ctx: CheckContext, exchange: Exchange) ->
                 message=f"Specific Character Set has term(s) {unknown} that PS3.3 C.12.1.1.2 does not "
                         "define"))
             continue
-        encodings = [python_encoding[t] for t in terms]
         shown = "\\".join(declared)
         uncovered = sorted({ch for _tag, value in non_ascii for ch in value
                             if not ch.isascii() and not char_encodable(ch, encodings)})

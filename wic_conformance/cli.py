@@ -6,9 +6,15 @@ validate PATH...   judge files offline (Part-10, DICOM JSON/XML, .http messages,
 checks             list the registered checks and the requirements they judge
 requirements       list the requirement catalogue (with a rule profile applied)
 bench [NAME...]    run benchmarks and write reports/bench.json
+manager            run the simulated Image Manager
+test-manager URL   run the Image Manager test plans against URL (through pytest)
+selftest           run the test plans against the simulated Image Manager
+report DATA-DIR    render the HTML report of the exchanges recorded in DATA-DIR
 
 Exit status: 0 no error-level finding, 1 at least one, 2 usage problem or a
-file that could not be judged.
+file that could not be judged.  ``test-manager``, ``selftest`` and ``report``
+return pytest's exit status (0 all passed, 1 some failed, 4 unreachable target
+or bad usage).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -193,6 +201,148 @@ def _cmd_manager(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+PLUGIN = "wic_conformance.plans.plugin"
+DEFAULT_PLANS = Path("testplans") / "manager"
+
+
+def _default_plans() -> Path:
+    """Return ``testplans/manager`` of the current folder, else that of the checkout the package runs from."""
+    if DEFAULT_PLANS.exists():
+        return DEFAULT_PLANS
+    checkout = Path(__file__).resolve().parent.parent / DEFAULT_PLANS
+    return checkout if checkout.exists() else DEFAULT_PLANS
+
+
+def _rootdir_for(paths: Sequence[str | Path]) -> Path:
+    """Return the folder node IDs are relative to: the current one if it holds every path, else their checkout.
+
+    Plans under ``<checkout>/testplans/`` get node IDs like ``testplans/manager/rad108_store.yaml::case``.
+    """
+    cwd = Path.cwd().resolve()
+    resolved = [Path(p).resolve() for p in paths]
+    if all(p == cwd or cwd in p.parents for p in resolved):
+        return cwd
+    anchors = []
+    for p in resolved:
+        parts = p.parts
+        anchors.append(Path(*parts[:parts.index("testplans")]) if "testplans" in parts[:-1] else p.parent)
+    return Path(os.path.commonpath(anchors))
+
+
+def _pytest_main(args: list[str], *, rootdir: Path | None = None) -> int:
+    """Run pytest with the plugin, isolated from any pytest configuration of the current folder.
+
+    An empty ini file in a temporary folder (``-c``) keeps the current folder's
+    ``pyproject.toml``/``pytest.ini`` out, ``--noconftest`` its ``conftest.py``
+    files, and ``--rootdir`` keeps node IDs relative to the current folder.
+    """
+    import pytest
+
+    with tempfile.TemporaryDirectory(prefix="wic-pytest-") as tmp:
+        ini = Path(tmp) / "pytest.ini"
+        ini.write_text("[pytest]\n", "utf-8")
+        argv = ["-c", str(ini), "--rootdir", str(rootdir or Path.cwd()), "--noconftest", "-p", "no:cacheprovider",
+                "-p", PLUGIN, "-o", "junit_suite_name=wic-conformance", "-o", "junit_family=xunit2", "-ra",
+                *args]
+        log.info("pytest %s", " ".join(argv))
+        return int(pytest.main(argv))
+
+
+def _report_args(args: argparse.Namespace, prefix: str) -> list[str]:
+    """Return the pytest arguments for the HTML, JUnit and JSON outputs and the selection options."""
+    out: list[str] = []
+    html = args.html or f"reports/{prefix}-report.html"
+    junit = args.junitxml or f"reports/{prefix}-junit.xml"
+    results = args.json or f"reports/{prefix}-results.json"
+    out += ["--html", html, "--junitxml", junit, "--wic-json", results]
+    if getattr(args, "keyword", None):
+        out += ["-k", args.keyword]
+    if getattr(args, "markexpr", None):
+        out += ["-m", args.markexpr]
+    if getattr(args, "numprocesses", None):
+        out += ["-n", str(args.numprocesses)]
+    if getattr(args, "exitfirst", False):
+        out.append("-x")
+    out += ["-v"] * getattr(args, "pytest_verbose", 0)
+    return out
+
+
+def _plans(args: argparse.Namespace) -> list[str]:
+    return list(args.plan or [str(_default_plans())])
+
+
+def _plan_args(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for plan in _plans(args):
+        out += ["--wic-plan", plan]
+    if args.rules:
+        out += ["--wic-rules", args.rules]
+    return out
+
+
+def _cmd_test_manager(args: argparse.Namespace, out: TextIO) -> int:
+    pytest_args = ["--wic-target", args.url, *_plan_args(args)]
+    if args.options:
+        pytest_args += ["--wic-options", args.options]
+    if args.auth:
+        pytest_args += ["--wic-auth", args.auth]
+    if args.token:
+        pytest_args += ["--wic-token", args.token]
+    for header in args.header or ():
+        pytest_args += ["--wic-header", header]
+    if args.ca_bundle:
+        pytest_args += ["--wic-ca-bundle", args.ca_bundle]
+    if args.insecure:
+        pytest_args.append("--wic-insecure")
+    if args.timeout is not None:
+        pytest_args += ["--wic-timeout", str(args.timeout)]
+    return _pytest_main(pytest_args + _report_args(args, "manager"), rootdir=_rootdir_for(_plans(args)))
+
+
+def _cmd_selftest(args: argparse.Namespace, out: TextIO) -> int:
+    from wic_conformance.actors.manager import ImageManager, ManagerConfig
+
+    patients = Path("fixtures") / "patients.json"
+    if not patients.is_file():
+        patients = Path(__file__).resolve().parent.parent / "fixtures" / "patients.json"
+    with tempfile.TemporaryDirectory(prefix="wic-selftest-") as data:
+        config = ManagerConfig(data_dir=Path(data), patients=patients if patients.is_file() else None)
+        with ImageManager(config, catalogue=_catalogue(args.rules)) as manager:
+            out.write(f"wic-conformance selftest: simulated Image Manager at {manager.url}\n")
+            out.flush()
+            status = _pytest_main(["--wic-target", manager.url, *_plan_args(args), *_report_args(args, "selftest")],
+                                  rootdir=_rootdir_for(_plans(args)))
+            manager.check_errors()
+    return status
+
+
+def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    folder = Path(args.data_dir)
+    if not (folder / "exchanges.ndjson").is_file() and not (folder.is_file() and folder.suffix == ".ndjson"):
+        raise UsageError(f"{folder} holds no exchanges.ndjson (the data folder of the simulated Image Manager)")
+    pytest_args = ["--wic-records", str(folder)]
+    if args.rules:
+        pytest_args += ["--wic-rules", args.rules]
+    return _pytest_main(pytest_args + _report_args(args, "records"),
+                        rootdir=folder.resolve() if folder.is_dir() else folder.resolve().parent)
+
+
+def _add_report_options(parser: argparse.ArgumentParser, prefix: str, *, select: bool = True) -> None:
+    parser.add_argument("--html", metavar="FILE", help=f"HTML report (default reports/{prefix}-report.html)")
+    parser.add_argument("--junitxml", metavar="FILE", help=f"JUnit XML (default reports/{prefix}-junit.xml)")
+    parser.add_argument("--json", metavar="FILE", help=f"JSON results (default reports/{prefix}-results.json)")
+    parser.add_argument("--rules", metavar="FILE", help="rule profile (YAML) adjusting S/D/U requirements")
+    if select:
+        parser.add_argument("-k", dest="keyword", metavar="EXPR", help="select cases by keyword expression")
+        parser.add_argument("-m", dest="markexpr", metavar="EXPR",
+                            help="select cases by marker: tags, wic_option_<option>, requirement IDs")
+        parser.add_argument("-n", dest="numprocesses", metavar="N",
+                            help="run cases in N processes (pytest-xdist; 'auto' for one per CPU)")
+        parser.add_argument("-x", dest="exitfirst", action="store_true", help="stop at the first failure")
+    parser.add_argument("-V", "--pytest-verbose", dest="pytest_verbose", action="count", default=0,
+                        help="more pytest output (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``wic-conformance`` command."""
     parser = argparse.ArgumentParser(prog="wic-conformance", description=__doc__.split("\n")[0])
@@ -223,6 +373,39 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--patients", metavar="FILE", help="synthetic patients for PDQm (e.g. fixtures/patients.json)")
     man.add_argument("--rules", metavar="FILE", help="rule profile used to judge the Capturer")
     man.set_defaults(func=_cmd_manager)
+
+    tm = sub.add_parser("test-manager", help="run the Image Manager test plans against a DICOMweb service",
+                        description="Run the Image Manager test plans against URL through pytest and write an "
+                                    "HTML report, JUnit XML and JSON results.")
+    tm.add_argument("url", metavar="URL", help="DICOMweb service root, e.g. http://pacs:8080/dicom-web")
+    tm.add_argument("--plan", action="append", metavar="PATH",
+                    help="plan file or folder (repeatable; default testplans/manager)")
+    tm.add_argument("--options", metavar="LIST", help="WIC options the target claims, e.g. jpeg,mpeg4 (default: all)")
+    auth = tm.add_mutually_exclusive_group()
+    auth.add_argument("--auth", metavar="USER:PASSWORD", help="HTTP Basic credentials")
+    auth.add_argument("--token", metavar="TOKEN", help="Bearer token")
+    tm.add_argument("--header", action="append", metavar="'NAME: VALUE'", help="extra header (repeatable)")
+    tls = tm.add_mutually_exclusive_group()
+    tls.add_argument("--ca-bundle", metavar="FILE", help="CA bundle to verify the target's TLS certificate")
+    tls.add_argument("--insecure", action="store_true", help="do not verify the target's TLS certificate")
+    tm.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 60)")
+    _add_report_options(tm, "manager")
+    tm.set_defaults(func=_cmd_test_manager)
+
+    st = sub.add_parser("selftest", help="run the test plans against the simulated Image Manager",
+                        description="Start the simulated Image Manager on 127.0.0.1 (any free port), run "
+                                    "test-manager against it and stop it.")
+    st.add_argument("--plan", action="append", metavar="PATH",
+                    help="plan file or folder (repeatable; default testplans/manager)")
+    _add_report_options(st, "selftest")
+    st.set_defaults(func=_cmd_selftest)
+
+    rep = sub.add_parser("report", help="render the report of the exchanges recorded in a data folder",
+                         description="Judge the exchanges the simulated Image Manager recorded in DATA-DIR "
+                                     "(exchanges.ndjson) and write an HTML report, JUnit XML and JSON results.")
+    rep.add_argument("data_dir", metavar="DATA-DIR")
+    _add_report_options(rep, "records", select=False)
+    rep.set_defaults(func=_cmd_report)
 
     chk = sub.add_parser("checks", help="list the registered checks")
     chk.set_defaults(func=_cmd_checks)

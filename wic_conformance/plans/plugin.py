@@ -213,6 +213,17 @@ def _settings(config: pytest.Config) -> WicSettings | None:
 
 _SETTINGS = pytest.StashKey[WicSettings]()
 _INDEX = pytest.StashKey[dict[str, int]]()
+_FIXTURES = pytest.StashKey[Any]()
+
+
+def _fixture_index(config: pytest.Config) -> Any:
+    """Return this process's fixtures index, loaded once (the loader checks fixture keys against it)."""
+    index = config.stash.get(_FIXTURES, None)
+    if index is None:
+        from wic_conformance.model.fixtures import FixtureIndex
+
+        index = config.stash[_FIXTURES] = FixtureIndex.load()
+    return index
 
 
 def _get_settings(config: pytest.Config) -> WicSettings | None:
@@ -267,16 +278,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> None:
-    """Under xdist, make sure the target answers before any worker runs a case.
+    """Make sure the target answers before any case runs; stop the session with one sentence if not.
 
-    Without workers the first case meets an unreachable target and stops the run;
-    with workers every worker would meet it, so the controller asks once (``OPTIONS``
-    on the service root: any HTTP answer will do).
+    The main process (the xdist controller, when there are workers) asks once:
+    ``OPTIONS`` on the service root, and any HTTP answer will do.  A target that
+    goes away during the run is met by the cases themselves (see :class:`CaseItem`).
     """
     config = session.config
     settings = _get_settings(config)
-    if (settings is None or settings.target is None or _is_worker(config)
-            or not config.pluginmanager.hasplugin("dsession")):
+    if settings is None or settings.target is None or _is_worker(config):
         return
     from wic_conformance.actors.capturer import ImageCapturer, TargetUnreachableError
     from wic_conformance.dicomweb.exchange import Request
@@ -287,7 +297,7 @@ def pytest_collection(session: pytest.Session) -> None:
     try:
         capturer.send(Request("OPTIONS", target.url))
     except TargetUnreachableError as exc:
-        pytest.exit(_unreachable_sentence(settings, exc), returncode=UNREACHABLE_EXIT)
+        pytest.exit(_unreachable_sentence(settings, str(exc)), returncode=UNREACHABLE_EXIT)
     finally:
         capturer.session.close()
 
@@ -368,9 +378,17 @@ class PlanFile(pytest.File):
     """A test plan YAML file; its items are the plan's cases."""
 
     def collect(self) -> Iterable[pytest.Item]:
-        """Load the plan (validated against the plan schema) and yield one item per case."""
-        plans: list[Plan] = _module("wic_conformance.plans.loader").load_plans([self.path])
+        """Load the plan (validated against the plan schema) and yield one item per case.
+
+        Plans whose actor under test is not the Image Manager (``actor: capturer``) yield nothing.
+        """
+        settings = _get_settings(self.config)
+        assert settings is not None
+        plans: list[Plan] = _module("wic_conformance.plans.loader").load_plans(
+            [self.path], index=_fixture_index(self.config), catalogue=settings.catalogue)
         for plan in plans:
+            if plan.actor != "manager":
+                continue
             for case in plan.cases:
                 yield CaseItem.from_parent(self, name=case.id, case=case)
 
@@ -467,16 +485,20 @@ class CaseItem(_WicItem):
         """Run the case against the target (the runner returns a result; it never raises on a bad target)."""
         settings = self._settings()
         assert settings.target is not None
-        runner = _module("wic_conformance.plans.runner")
         try:
-            result: CaseResult = runner.run_case(self.case, settings.target, catalogue=settings.catalogue)
+            runner = _module("wic_conformance.plans.runner")
+            result: CaseResult = runner.run_case(self.case, settings.target, catalogue=settings.catalogue,
+                                                 index=_fixture_index(self.config))
         except _unreachable_error() as exc:
-            _stop_unreachable(self, settings, exc)
+            _stop_unreachable(self, settings, str(exc))
             raise  # pragma: no cover - _stop_unreachable does not return
         except WicConformanceError as exc:
             result = CaseResult(self.case, CaseOutcome.ERROR, message=str(exc))
         except Exception as exc:  # a toolkit defect: report it as an error of this case, keep going
             result = CaseResult(self.case, CaseOutcome.ERROR, message=f"{type(exc).__name__}: {exc}")
+        if result.outcome is CaseOutcome.ERROR and result.message.lower().startswith(_RUNNER_UNREACHABLE):
+            # the runner reports a target that stopped answering as an error outcome with this prefix
+            _stop_unreachable(self, settings, result.message[len(_RUNNER_UNREACHABLE):].strip())
         self.result = result
         case = self.case
         notes = (result.message,) if result.message and result.outcome is not CaseOutcome.FAILED else ()
@@ -503,13 +525,16 @@ class CaseItem(_WicItem):
         return self.path, 0, f"{self.path.name}::{self.case.id} ({self.case.title})"
 
 
-def _unreachable_sentence(settings: WicSettings, exc: BaseException) -> str:
-    detail = settings.redactor.text(str(exc)).rstrip(".") or f"cannot connect to {settings.label}"
+_RUNNER_UNREACHABLE = "target unreachable:"
+
+
+def _unreachable_sentence(settings: WicSettings, detail: str) -> str:
+    detail = settings.redactor.text(detail).rstrip(".") or f"cannot connect to {settings.label}"
     return f"Target unreachable, run stopped: {detail}."
 
 
-def _stop_unreachable(item: pytest.Item, settings: WicSettings, exc: BaseException) -> None:
-    sentence = _unreachable_sentence(settings, exc)
+def _stop_unreachable(item: pytest.Item, settings: WicSettings, detail: str) -> None:
+    sentence = _unreachable_sentence(settings, detail)
     if _is_worker(item.config):
         # a worker cannot end the whole run with pytest.exit; stopping its session makes the controller stop
         item.session.shouldstop = sentence
@@ -608,10 +633,12 @@ def wic_catalogue(pytestconfig: pytest.Config) -> Catalogue:
 
 
 @pytest.fixture(scope="session")
-def wic_plans(wic_settings: WicSettings) -> tuple[Plan, ...]:
+def wic_plans(pytestconfig: pytest.Config, wic_settings: WicSettings) -> tuple[Plan, ...]:
     """Return the test plans under the ``--wic-plan`` paths, loaded and validated."""
     loader = _module("wic_conformance.plans.loader")
-    return tuple(loader.load_plans(sorted({f for root in wic_settings.plans for f in _plan_files(root)})))
+    files = sorted({f for root in wic_settings.plans for f in _plan_files(root)})
+    plans = loader.load_plans(files, index=_fixture_index(pytestconfig), catalogue=wic_settings.catalogue)
+    return tuple(p for p in plans if p.actor == "manager")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -115,11 +115,14 @@ def _head(headers: Headers) -> str:
 
 
 def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)  # pragma: no cover
+    if n < 1024:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 class HtmlReport:
@@ -262,6 +265,9 @@ class HtmlReport:
         if resp is not None:
             title += f" \u2192 {resp.status}"
         out.append(f"<h4>{escape(self.redactor.text(title))}</h4>")
+        if exchange.truncated:
+            out.append("<p><em>Large bodies of this exchange were cut to their first bytes when it was "
+                       "recorded.</em></p>")
         if req is not None:
             head = f"{req.method} {_strip_userinfo(req.url)} {req.http_version}\n" + _head(self.redactor.headers(
                 req.headers))
@@ -293,8 +299,7 @@ class HtmlReport:
         description = f"{label}: {_size(body.size)}, {content_type or 'no Content-Type'}"
         if self.report_dir is None or (limit is not None and body.size > limit):
             return f"<p>{escape(description)} (not kept)</p>"
-        relative = self._write_asset(nodeid, stem, body, _extension(content_type) if not text else
-                                     _extension(content_type), redact=text)
+        relative = self._write_asset(nodeid, stem, body, _extension(content_type), redact=text)
         links.append(html_extras.url(relative, name=f"{stem} body"))
         return f'<p><a href="{escape(relative)}">{escape(description)}</a></p>'
 
@@ -374,8 +379,3 @@ class HtmlReport:
                 f'<table {_TABLE} class="wic-coverage-matrix"><tr><th>requirement</th><th>actor</th>'
                 "<th>level</th><th>confidence</th><th>status</th><th>cases</th></tr>"
                 + "".join(rows) + "</table></details>")
-
-
-def evidence_of(exchanges: Iterable[Exchange], findings: Iterable[Finding], notes: Iterable[str] = ()) -> Evidence:
-    """Bundle exchanges, findings and notes for :data:`EVIDENCE_KEY`."""
-    return Evidence(tuple(exchanges), tuple(findings), tuple(notes))

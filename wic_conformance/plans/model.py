@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.findings import Finding, Severity
 
+if TYPE_CHECKING:
+    from wic_conformance.fuzz.mutations import Mutation
+
 __all__ = [
+    "BulkReplacement",
     "CaseOutcome",
     "CaseResult",
     "Case",
@@ -46,6 +50,22 @@ class MutationSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkReplacement:
+    """A bulk data part swapped for another media fixture (e.g. Pixel Data as PNG instead of JPEG).
+
+    Attributes
+    ----------
+    fixture : str
+        A ``media/...`` fixture key.
+    media_type : str or None
+        The part's Content-Type (parameters allowed); the fixture's media type by default.
+    """
+
+    fixture: str
+    media_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Payload:
     """What to send: fixtures (by index key) re-identified with fresh UIDs, overrides, mutations.
 
@@ -66,6 +86,13 @@ class Payload:
         The Accept header (``None`` sends none).
     chunked : bool
         Send the body with chunked transfer coding instead of Content-Length.
+    bulk : mapping
+        Attribute tag (8 hex digits) -> :class:`BulkReplacement`: the bulk data part of
+        that attribute is replaced (metadata payloads only).
+    pad_bytes : int
+        Grow every MP4-family bulk part to this size with a trailing ISO BMFF ``free`` box.
+    resend : bool
+        Store the identical request once before the judged one (a duplicate SOP Instance UID).
     """
 
     encoding: Encoding
@@ -76,6 +103,9 @@ class Payload:
     same_study: bool = True
     accept: str | None = "application/dicom+json"
     chunked: bool = False
+    bulk: Mapping[str, BulkReplacement] = field(default_factory=dict)
+    pad_bytes: int = 0
+    resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +122,20 @@ class Expectation:
         The requirement a wrong status or a wrongly stored instance violates.
     findings : tuple of str
         Requirement IDs that the checks are *expected* to raise (e.g. against a known-bad peer); empty normally.
+    stored_only : tuple of int or None
+        When set, exactly these payload instances (0-based, in fixture order) must be stored and the
+        others must not (a request mixing good and bad instances); ``stored`` is then not used.
+    reported : bool
+        Every submitted instance must be reported: in the Failed SOP Sequence, or with a Warning
+        Reason; an instance accepted silently is a finding (e.g. a resend of a stored instance).
     """
 
     status: tuple[int, ...] = (200,)
     stored: bool | None = True
     failure_requirement: str = "STOW-RESP-001"
     findings: tuple[str, ...] = ()
+    stored_only: tuple[int, ...] | None = None
+    reported: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +155,8 @@ class Case:
     tags: tuple[str, ...] = ()
     slow: bool = False
     source: str = ""  # "testplans/manager/rad108_store.yaml::case_id"
+    description: str = ""
+    variant: Mapping[str, str] = field(default_factory=dict)  # variant name -> value this case was expanded with
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +202,7 @@ class CaseResult:
     findings: tuple[Finding, ...] = ()
     message: str = ""
     checks_run: tuple[str, ...] = ()
+    mutations: tuple[Mutation, ...] = ()  # the labelled changes applied to the judged request
 
     @property
     def errors(self) -> tuple[Finding, ...]:

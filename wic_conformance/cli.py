@@ -243,6 +243,8 @@ def _pytest_main(args: list[str], *, rootdir: Path | None = None) -> int:
         ini.write_text("[pytest]\n", "utf-8")
         argv = ["-c", str(ini), "--rootdir", str(rootdir or Path.cwd()), "--noconftest", "-p", "no:cacheprovider",
                 "-p", PLUGIN, "-o", "junit_suite_name=wic-conformance", "-o", "junit_family=xunit2", "-ra",
+                # plugins imported before pytest.main (anyio, by the simulated Image Manager) cannot be rewritten
+                "-W", "ignore::pytest.PytestAssertRewriteWarning",
                 *args]
         log.info("pytest %s", " ".join(argv))
         return int(pytest.main(argv))

@@ -266,6 +266,22 @@ class TestOutcomes:
         result.stdout.fnmatch_lines(["SKIPPED [[]1[]] plans/rad108_store.yaml:1: option mpeg4 is not claimed*"])
 
 
+class TestFixtures:
+    def test_wic_fixtures_reach_the_target_and_the_plans(self, plans: pytest.Pytester, target: str) -> None:
+        plans.makepyfile(test_fx="""
+            from wic_conformance.plans.model import CaseOutcome
+
+            def test_fixtures(wic_target, wic_case, make_wic_capturer, wic_catalogue):
+                assert wic_target.url == make_wic_capturer().url
+                assert wic_target.auth == ("user", "pw")
+                assert wic_case("jpeg_json").outcome is CaseOutcome.PASSED
+                assert wic_case("rad108_store.yaml::bad_status").outcome is CaseOutcome.FAILED
+                assert "STOW-RESP-001" in wic_catalogue
+        """)
+        result = run(plans, "test_fx.py", *wic(target, "--wic-auth", "user:pw"))
+        result.assert_outcomes(passed=1)
+
+
 class TestUnreachable:
     @pytest.fixture
     def down(self, plans: pytest.Pytester) -> pytest.Pytester:

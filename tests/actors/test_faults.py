@@ -6,7 +6,7 @@ import http.server
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,19 @@ from wic_conformance.actors.faults import (
     recompress_jpeg,
 )
 from wic_conformance.actors.manager import FailureReason, ImageManager, ManagerConfig
+from wic_conformance.bench.manager import OrthancProcess
 from wic_conformance.dicomweb import media_types as mt
 from wic_conformance.dicomweb.exchange import Body, Document, DocumentRole, Exchange, Headers, Request, Response
 from wic_conformance.dicomweb.multipart import encode_multipart
 from wic_conformance.dicomweb.store_response import StoreResponse, parse_store_response
 from wic_conformance.errors import ConfigError
 from wic_conformance.findings import Severity
+from wic_conformance.fuzz.mutations import MutationKind
 from wic_conformance.model.fixtures import FixtureIndex
 from wic_conformance.model.instances import new_uid
+from wic_conformance.plans.loader import load_plans
+from wic_conformance.plans.model import Case, CaseOutcome, Encoding, Target
+from wic_conformance.plans.runner import run_case
 from wic_conformance.validate.all_checks import REGISTRY
 from wic_conformance.validate.registry import CheckContext, Outcome
 
@@ -276,3 +281,117 @@ class TestComposition:
         assert r.status_code == 202
         found = manager_findings(request, r, stored(im))
         assert {"STOW-MOD-009", "CONV-002", "CONV-003"} <= found
+
+
+# -- the Image Manager test plan catches each fault -----------------------------------------------------
+PLANS = Path(__file__).resolve().parents[2] / "testplans" / "manager"
+
+
+@pytest.fixture(scope="module")
+def plan_cases() -> list[Case]:
+    if not sorted(PLANS.glob("*.yaml")):
+        pytest.skip("no plans in testplans/manager yet")
+    return [case for plan in load_plans(PLANS) for case in plan.cases]
+
+
+def _plain_store(case: Case) -> bool:
+    """A case that sends valid instances the plain way and expects them stored with 200 (STOW-RESP-001)."""
+    p, e = case.payload, case.expect
+    return (e.failure_requirement == "STOW-RESP-001" and not p.mutations and not p.bulk and not p.overrides
+            and not p.resend and not p.pad_bytes and p.fresh_uids and not p.chunked
+            and p.accept == mt.APPLICATION_DICOM_JSON and case.target == "studies"
+            and 200 in e.status and e.stored is True and e.stored_only is None and not e.findings
+            and not case.slow)
+
+
+def _refused(case: Case) -> bool:
+    """A case whose request must be refused as a whole (409, nothing stored), without a canary."""
+    return (409 in case.expect.status and 200 not in case.expect.status and case.expect.stored is False
+            and not case.payload.mutations and not case.payload.resend)
+
+
+def _foreign_bulk_uri(case: Case) -> bool:
+    return any(m.kind == MutationKind.FOREIGN_BULK_URI and not m.params.get("uri") for m in case.payload.mutations)
+
+
+def _pick(cases: list[Case], what: str, predicate: Callable[[Case], bool]) -> Case:
+    found = [case for case in cases if predicate(case)]
+    assert found, f"testplans/manager has no case that {what}: the fault it is meant to catch goes unnoticed"
+    return found[0]
+
+
+def _single(encoding: Encoding, fixture: str) -> Callable[[Case], bool]:
+    def predicate(case: Case) -> bool:
+        return _plain_store(case) and case.payload.encoding is encoding and case.payload.fixtures == (fixture,)
+
+    return predicate
+
+
+PART10_STORE = ("stores one plain PS3.10 VL Photographic instance", _single(Encoding.PART10, "part10/vl-photographic"))
+JSON_JPEG = ("stores a baseline JPEG as JSON metadata and bulk data", _single(Encoding.JSON, "json/jpeg-baseline"))
+XML_JPEG = ("stores a baseline JPEG as XML metadata and bulk data", _single(Encoding.XML, "xml/jpeg-baseline"))
+REFUSED = ("expects a whole request refused with 409", _refused)
+FOREIGN = ("points a BulkDataURI at the canary", _foreign_bulk_uri)
+
+# fault -> [(case selection, requirement IDs that must all be reported)]
+CAUGHT: dict[Fault, list[tuple[tuple[str, Callable[[Case], bool]], set[str]]]] = {
+    Fault.WRONG_STATUS: [(PART10_STORE, {"STOW-MOD-009", "STOW-RESP-001"}), (REFUSED, {"STOW-RESP-001"})],
+    Fault.DROP_REFERENCED_SEQUENCE: [(PART10_STORE, {"STOW-MOD-009", "STOW-RESP-001"})],
+    Fault.ALTER_ATTRIBUTE: [(PART10_STORE, {"CONV-002"}), (JSON_JPEG, {"CONV-002"})],
+    Fault.RECOMPRESS_JPEG: [(JSON_JPEG, {"CONV-003"}), (XML_JPEG, {"CONV-003"})],
+    Fault.WRONG_TRANSFER_SYNTAX: [(JSON_JPEG, {"WIC-IM-005"}), (XML_JPEG, {"WIC-IM-005"})],
+    Fault.FETCH_BULK_URI: [(FOREIGN, {"WIC-IM-011"})],
+}
+
+
+@pytest.mark.peer
+class TestPlanCatchesFaults:
+    """A relevant plan case passes against the conformant Manager and fails, citing its rule, against a faulty one."""
+
+    @pytest.mark.parametrize("fault", list(CAUGHT), ids=str)
+    def test_fault_is_caught(self, fault: Fault, plan_cases: list[Case], make_manager: Any,
+                             dciodvfy_path: str) -> None:
+        clean, faulty = make_manager(validate_iod=True), make_manager(fault, validate_iod=True)
+        for (what, predicate), expected in CAUGHT[fault]:
+            case = _pick(plan_cases, what, predicate)
+            baseline = run_case(case, Target(url=clean.url))
+            assert baseline.outcome is CaseOutcome.PASSED, (case.source, baseline.message)
+            result = run_case(case, Target(url=faulty.url))
+            found = {f.requirement for f in result.errors}
+            assert result.outcome is CaseOutcome.FAILED, (case.source, result.outcome, result.message)
+            assert expected <= found, (case.source, sorted(found))
+            assert found & CAUGHT_BY[fault], (case.source, sorted(found))
+
+
+# -- the plan against Orthanc 1.10, whose STOW-RS takes PS3.10 parts only ------------------------------------
+@pytest.mark.peer
+@pytest.mark.slow
+class TestPlanAgainstOrthanc:
+    def test_default_plan_runs_and_reports_the_metadata_limitation(self, orthanc: OrthancProcess,
+                                                                   plan_cases: list[Case], dciodvfy_path: str) -> None:
+        target = Target(url=orthanc.url, timeout=120.0)
+        results = {case.id: run_case(case, target) for case in plan_cases}
+        broken = {cid: r.message for cid, r in results.items() if r.outcome is CaseOutcome.ERROR}
+        assert not broken, broken
+
+        # Orthanc answers metadata requests with 415: every JSON/XML case that expects storage fails on its rule.
+        metadata = [r for r in results.values()
+                    if r.case.payload.encoding in (Encoding.JSON, Encoding.XML) and r.case.expect.stored is True
+                    and 200 in r.case.expect.status]
+        assert metadata
+        for result in metadata:
+            assert result.outcome is CaseOutcome.FAILED, (result.case.source, result.message)
+            assert result.case.expect.failure_requirement in {f.requirement for f in result.errors}, \
+                (result.case.source, sorted({f.requirement for f in result.errors}))
+            posts = [e for e in result.exchanges if e.request is not None and e.request.method == "POST"]
+            assert posts and posts[-1].response is not None and posts[-1].response.status == 415
+
+        # A plain PS3.10 instance is stored and answered with 200.  Orthanc's response also carries an empty
+        # Failed SOP Sequence, which the Store Instances Response Module forbids (Type 1C: present only with
+        # items); that is the only finding.
+        plain = results[_pick(plan_cases, *PART10_STORE).id]
+        (judged,) = [e for e in plain.exchanges if e.request is not None and e.request.method == "POST"]
+        assert judged.response is not None and judged.response.status == 200
+        assert len(judged.retrieved()) == 1
+        assert {f.requirement for f in plain.errors} <= {"STOW-MOD-002"}, plain.message
+        assert all("Failed SOP Sequence" in f.message for f in plain.errors), plain.message

@@ -45,6 +45,7 @@ from wic_conformance.actors.capturer import TargetUnreachableError
 from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request, Response
 from wic_conformance.errors import PlanError
 from wic_conformance.findings import Finding, Severity
+from wic_conformance.fuzz.mutations import Mutation, MutationKind
 from wic_conformance.plans.model import Case, CaseOutcome, CaseResult, Encoding, Expectation, Payload, Plan
 
 
@@ -93,7 +94,9 @@ def run_case(case, target, *, session=None, index=None, catalogue=None, canary=N
                     title="ConversionMismatch", severity=Severity.WARNING, confidence="D",
                     location="instance 1 > (0010,0010)"),
         )
-        return CaseResult(case, CaseOutcome.FAILED, (Exchange(request, response),), findings, "status 409")
+        mutation = Mutation(MutationKind.DROP_BOUNDARY, "STOW-PAY-002", "the boundary parameter is removed")
+        return CaseResult(case, CaseOutcome.FAILED, (Exchange(request, response),), findings, "status 409",
+                          mutations=(mutation,))
     response = Response(200, "OK", Headers.of({"Content-Type": "application/dicom+json"}), Body.of(b'{"ok": 1}'))
     return CaseResult(case, CaseOutcome.PASSED, (Exchange(request, response),))
 
@@ -252,6 +255,7 @@ class TestOutcomes:
             "      at response status line",
             "  WARNING CONV-001 [[]D[]] (0010,0010) submitted 'Doe^J', stored 'DOE^J'",
             f"  exchange: POST {target}/studies -> 409",
+            "  Negative request (drop_boundary, STOW-PAY-002): the boundary parameter is removed",
         ])
         assert "Traceback" not in text and "def runtest" not in text and "plugin.py" not in text
 
@@ -404,6 +408,7 @@ class TestHtmlReport:
         block = next(e["content"] for e in extras if e["format_type"] == "html")
         assert "<h4>Findings</h4>" in block and "status 409, expected 200" in block
         assert "Metadata diff" in block and "submitted &#x27;Doe^J&#x27;" in block
+        assert "Negative request (drop_boundary, STOW-PAY-002): the boundary parameter is removed" in block
         links = [e["content"] for e in extras if e["format_type"] == "url"]
         assert any(link.endswith("-response.json") for link in links)  # 100 kB of JSON: too large to inline
         assert any(link.endswith("-request.multipart") for link in links)  # binary

@@ -68,12 +68,13 @@ class CaseFailure(AssertionError):
     """The target failed a case: carries the findings to print."""
 
     def __init__(self, title: str, message: str, findings: tuple[Finding, ...],
-                 exchanges: tuple[str, ...] = ()) -> None:
+                 exchanges: tuple[str, ...] = (), mutations: tuple[str, ...] = ()) -> None:
         super().__init__(message or title)
         self.title = title
         self.message = message
         self.findings = findings
         self.exchanges = exchanges
+        self.mutations = mutations
 
 
 # -- options and settings -------------------------------------------------------------------------------
@@ -400,7 +401,7 @@ class PlanFile(pytest.File):
 
 
 def _format_findings(title: str, message: str, findings: Iterable[Finding], exchanges: Iterable[str],
-                     redactor: Redactor) -> str:
+                     mutations: Iterable[str], redactor: Redactor) -> str:
     lines = [title + (f": {redactor.text(message)}" if message else "")]
     ordered = sorted(findings, key=lambda f: -(f.severity or Severity.ERROR).rank)
     for f in ordered:
@@ -410,6 +411,7 @@ def _format_findings(title: str, message: str, findings: Iterable[Finding], exch
     if not ordered:
         lines.append("  (no findings recorded)")
     lines.extend(f"  exchange: {redactor.text(e)}" for e in exchanges)
+    lines.extend(f"  {redactor.text(m)}" for m in mutations)
     return "\n".join(lines)
 
 
@@ -451,7 +453,7 @@ class _WicItem(pytest.Item):
         value = excinfo.value
         if isinstance(value, CaseFailure):
             return _format_findings(value.title, value.message, value.findings, value.exchanges,
-                                    self._settings().redactor)
+                                    value.mutations, self._settings().redactor)
         if isinstance(value, CaseError):
             return f"{type(value).__name__}: {value}"
         return super().repr_failure(excinfo, style)
@@ -464,6 +466,7 @@ class CaseItem(_WicItem):
         super().__init__(**kwargs)
         self.case = case
         self.result: CaseResult | None = None
+        self._mutations: tuple[str, ...] = ()
         config = self.config
         self.add_marker("wic_case")
         for tag in case.tags:
@@ -501,7 +504,11 @@ class CaseItem(_WicItem):
             _stop_unreachable(self, settings, result.message[len(_RUNNER_UNREACHABLE):].strip())
         self.result = result
         case = self.case
-        notes = (result.message,) if result.message and result.outcome is not CaseOutcome.FAILED else ()
+        mutations = tuple(
+            f"{'Negative request' if m.negative else 'Variation'} ({m.kind}, {m.requirement}): {m.description}"
+            for m in getattr(result, "mutations", ()))
+        notes = ((result.message,) if result.message and result.outcome is not CaseOutcome.FAILED else ()) + mutations
+        self._mutations = mutations
         self._publish(case_id=case.id, title=case.title, requirements=case.requirements, options=case.options,
                       outcome=result.outcome.value, findings=result.findings, message=result.message,
                       exchanges=result.exchanges, notes=notes)
@@ -518,7 +525,7 @@ class CaseItem(_WicItem):
         assert result is not None
         if result.outcome is CaseOutcome.FAILED:
             raise CaseFailure(f"case {self.case.id} failed", result.message, result.findings,
-                              tuple(_exchange_line(e) for e in result.exchanges))
+                              tuple(_exchange_line(e) for e in result.exchanges), self._mutations)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         """Return the plan file and the case ID."""

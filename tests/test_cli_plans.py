@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,11 @@ class TestTestManager:
         assert doc["requirements"]["STOW-RESP-001"] == "passed"
         html = (reports / "manager-report.html").read_text()
         assert "Requirement coverage" in html
+        blob = re.search(r'data-jsonblob="([^"]*)"', html)
+        assert blob is not None
+        (row,) = json.loads(unescape(blob.group(1)))["tests"]["plans/tiny.yaml::jpeg_json"]
+        details = next(e["content"] for e in row["extras"] if e["format_type"] == "html")
+        assert "Authorization: &lt;redacted&gt;" in details
         for path in reports.rglob("*"):
             if path.is_file():
                 assert SECRET.encode() not in path.read_bytes(), path

@@ -43,12 +43,14 @@ PS3.18 §10.5 (Store), §10.4 (Retrieve); HAR 1.2.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import http.cookiejar
 import logging
 import os
 import re
 import shutil
+import socket
 import ssl
 import tempfile
 import threading
@@ -247,6 +249,59 @@ class ProxyVerdict:
         return out
 
 
+class _RelayServer(AsgiServer):
+    """The proxy's listening server: no Date or Server field of its own, and TCP_NODELAY on every connection.
+
+    The upstream's Date and Server fields are relayed, so uvicorn must not add its own.  The
+    listening socket gets TCP_NODELAY, which Linux hands down to accepted connections:
+    asyncio sets it only on sockets created with ``IPPROTO_TCP``, and without it each
+    response's body segment waits for the client's delayed ACK (about 40 ms).
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._config_kwargs.update(server_header=False, date_header=False)  # passed to uvicorn.Config
+
+    def _make(self) -> Any:
+        server = super()._make()
+        if self._socket is not None and self._socket.family in (socket.AF_INET, socket.AF_INET6):
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return server
+
+
+class _AsyncTee:
+    """A :class:`BodyTee` fed from the event loop: hashing and disk writes of a large body run in a worker thread.
+
+    Chunks of a body still below the tee's threshold are taken inline (a memory copy);
+    from the first chunk past it, every chunk goes to the (single, so ordered) worker, and
+    at most ``depth`` chunks wait there: a disk slower than the network slows the relay
+    instead of filling memory.
+    """
+
+    def __init__(self, tee: BodyTee, pool: ThreadPoolExecutor, depth: int = 8) -> None:
+        self.tee = tee
+        self.pool = pool
+        self.depth = depth
+        self._queued: collections.deque[Future[None]] = collections.deque()
+        self._offloaded = False
+
+    async def write(self, chunk: bytes) -> None:
+        if not self._offloaded and self.tee.size + len(chunk) <= self.tee.threshold:
+            self.tee.write(chunk)
+            return
+        self._offloaded = True
+        self._queued.append(self.pool.submit(self.tee.write, chunk))
+        while len(self._queued) > self.depth:
+            await asyncio.wrap_future(self._queued.popleft())
+
+    async def finish(self) -> RecordedBody:
+        while self._queued:
+            await asyncio.wrap_future(self._queued.popleft())
+        if not self._offloaded:
+            return self.tee.finish()
+        return await asyncio.wrap_future(self.pool.submit(self.tee.finish))
+
+
 class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
@@ -372,6 +427,7 @@ class RecordingProxy:
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wic-proxy-judge")
+        self._tee_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wic-proxy-tee")
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: AsgiServer | None = None
@@ -381,12 +437,8 @@ class RecordingProxy:
     def _make_server(self, host: str, port: int, ssl_certfile: str | None, ssl_keyfile: str | None) -> AsgiServer:
         if (ssl_certfile is None) != (ssl_keyfile is None):
             raise ConfigError("TLS needs both a certificate and its key")
-        server = AsgiServer(self, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        return _RelayServer(self, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
                             h11_max_incomplete_event_size=1 << 20)
-        # The upstream's Date and Server fields are relayed; uvicorn must not add its own.  AsgiServer
-        # passes these keywords straight to uvicorn.Config.
-        server._config_kwargs.update(server_header=False, date_header=False)
-        return server
 
     def start(self, host: str = "127.0.0.1", port: int = 0, *, ssl_certfile: str | None = None,
               ssl_keyfile: str | None = None) -> RecordingProxy:
@@ -424,6 +476,7 @@ class RecordingProxy:
         self._client = None
         self.drain()
         self._pool.shutdown(wait=True)
+        self._tee_pool.shutdown(wait=True)
         self._closed = True
         if self._journal is not None:
             self._journal.close()
@@ -560,7 +613,7 @@ class RecordingProxy:
         if chunked:
             forwarded = [(k, v) for k, v in forwarded if k.lower() != "content-length"]
         forwarded.append(("Via", _VIA))
-        request_tee = BodyTee(self._root, ident, "request", self.body_threshold)
+        request_tee = _AsyncTee(BodyTee(self._root, ident, "request", self.body_threshold), self._tee_pool)
         state = _Transfer()
 
         async def upload() -> AsyncIterator[bytes]:
@@ -571,7 +624,7 @@ class RecordingProxy:
                     raise _ClientGone("the client disconnected during the upload")
                 chunk = message.get("body", b"")
                 if chunk:
-                    request_tee.write(chunk)
+                    await request_tee.write(chunk)
                     flow.request_bytes += len(chunk)
                     yield chunk
                 if not message.get("more_body", False):
@@ -602,7 +655,7 @@ class RecordingProxy:
                     (b"content-length", str(len(message)).encode()), (b"connection", b"close"),
                     (b"via", _VIA.encode())]})
                 await send({"type": "http.response.body", "body": message, "more_body": False})
-            self._finish(ident, started, clock, request_record, request_tee, None, None, state,
+            self._finish(ident, started, clock, request_record, await request_tee.finish(), None, None, state,
                          truncated={"side": "request", "reason": reason})
             return
 
@@ -615,7 +668,7 @@ class RecordingProxy:
             relayed.append(("Connection", "close"))
         response_record = {"status": upstream.status_code, "statusText": upstream.reason_phrase,
                            "httpVersion": upstream.http_version, "headers": response_headers}
-        response_tee = BodyTee(self._root, ident, "response", self.body_threshold)
+        response_tee = _AsyncTee(BodyTee(self._root, ident, "response", self.body_threshold), self._tee_pool)
         truncated: dict[str, Any] | None = None
         if not state.request_complete:
             truncated = {"side": "request", "reason": "the upstream answered before the request body was complete"}
@@ -625,7 +678,7 @@ class RecordingProxy:
             await send({"type": "http.response.start", "status": upstream.status_code,
                         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in relayed]})
             async for chunk in upstream.aiter_raw():
-                response_tee.write(chunk)
+                await response_tee.write(chunk)
                 flow.response_bytes += len(chunk)
                 if watcher is not None and watcher.done():
                     raise _ClientGone("the client disconnected during the response")
@@ -643,12 +696,14 @@ class RecordingProxy:
                 watcher.cancel()
             await upstream.aclose()
         # An incomplete response makes uvicorn close the connection: the client sees the body cut short.
-        self._finish(ident, started, clock, request_record, request_tee, response_record, response_tee, state,
+        self._finish(ident, started, clock, request_record, await request_tee.finish(), response_record,
+                     await response_tee.finish(), state,
                      truncated=None if completed and truncated is None else truncated)
 
     # -- recording and judging ------------------------------------------------------------------
     def _finish(self, ident: str, started: float, clock: float, request_record: dict[str, Any],
-                request_tee: BodyTee, response_record: dict[str, Any] | None, response_tee: BodyTee | None,
+                request_body: RecordedBody, response_record: dict[str, Any] | None,
+                response_body: RecordedBody | None,
                 state: _Transfer, *, truncated: dict[str, Any] | None) -> None:
         """Record an ended exchange (journal entry, fsynced) and hand it to the worker to judge."""
         end = time.perf_counter()
@@ -656,8 +711,6 @@ class RecordingProxy:
         headers_at = state.timings.get("headers", end)
         timings = {"send": (sent - clock) * 1000, "wait": max(0.0, headers_at - sent) * 1000,
                    "receive": (end - headers_at) * 1000 if response_record else 0.0}
-        request_body = request_tee.finish()
-        response_body = response_tee.finish() if response_tee is not None else None
         method, url = request_record["method"], request_record["url"]
         transaction = _transaction(method, url)
         if truncated is not None:

@@ -33,4 +33,5 @@ def _multipart_decode(quick: bool) -> dict[str, Any]:
 BENCHMARKS: dict[str, Benchmark] = {
     "multipart_decode": _multipart_decode,
     "manager": lambda quick: __import__("wic_conformance.bench.manager", fromlist=["_"]).bench_manager(quick),
+    "proxy": lambda quick: __import__("wic_conformance.bench.proxy", fromlist=["_"]).bench_proxy(quick),
 }

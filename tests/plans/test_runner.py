@@ -174,6 +174,20 @@ class TestVerdicts:
         assert sent.url.endswith(f"/studies/{study}")
 
 
+class TestTargets:
+    def test_credentials_reach_the_manager(self, tmp_path: Path) -> None:
+        from wic_conformance.actors.manager import Auth
+
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False, auth=Auth(token="t0ken"))) as im:
+            allowed = run_case(make_case(), Target(url=im.url, headers={"Authorization": "Bearer t0ken"}),
+                               index=INDEX)
+            denied = run_case(make_case(), Target(url=im.url), index=INDEX)
+        assert allowed.outcome is CaseOutcome.PASSED, allowed.message
+        sent = judged(allowed).request
+        assert sent is not None and sent.headers.get("authorization") == "Bearer t0ken"
+        assert denied.outcome is CaseOutcome.FAILED and "expected HTTP 200 but got 401" in denied.message
+
+
 class TestOutcomes:
     def test_skipped_when_the_target_claims_none_of_the_options(self, manager: ImageManager) -> None:
         target = Target(url=manager.url, options=frozenset({"dicom", "jpeg"}))

@@ -199,9 +199,10 @@ class TestUnreachable:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         base = f"http://127.0.0.1:{port}/dicom-web"
-        with pytest.raises(TargetUnreachableError, match=rf"^cannot connect to {base}: connection refused$"):
+        with pytest.raises(TargetUnreachableError, match=rf"^cannot connect to {base}: connection refused$") as info:
             ImageCapturer(base).store(root_type=mt.APPLICATION_DICOM,
                                       parts=[({"Content-Type": mt.APPLICATION_DICOM}, b"x")])
+        assert info.value.reason == "refused"
         assert issubclass(TargetUnreachableError, WicConformanceError)
 
     def test_silent_server_times_out(self) -> None:
@@ -212,6 +213,57 @@ class TestUnreachable:
             with pytest.raises(TargetUnreachableError, match=r"did not answer within 0\.3 s$") as info:
                 ImageCapturer(base, timeout=0.3).search("studies")
         assert "\n" not in str(info.value)
+
+
+def hang_up_server() -> tuple[socket.socket, threading.Thread]:
+    """A server that reads each request whole and closes the connection without answering."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(body) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    body += chunk
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+class TestHangUp:
+    def test_a_closed_connection_is_recorded_and_named(self) -> None:
+        listener, thread = hang_up_server()
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"
+        capturer = ImageCapturer(base, timeout=5)
+        try:
+            with pytest.raises(TargetUnreachableError, match=r"closed the connection without an HTTP response$") \
+                    as info:
+                capturer.send(stow(base))
+        finally:
+            listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+            thread.join(5)
+        assert info.value.reason == "closed"
+        (exchange,) = capturer.exchanges
+        assert exchange.response is None and exchange.request is not None and exchange.request.method == "POST"
 
 
 class TestAgainstTheImageManager:

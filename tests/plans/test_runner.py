@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,6 +205,35 @@ class TestOutcomes:
         assert result.outcome is CaseOutcome.ERROR
         assert result.message == f"target unreachable: cannot connect to http://127.0.0.1:{port}/dicom-web: " \
                                  "connection refused"
+
+    def test_no_answer_to_the_judged_request_is_a_failure(self) -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+
+        def hang_up() -> None:  # read the request head, then close without answering
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        try:
+            result = run_case(make_case(), Target(url=f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web",
+                                                  timeout=5), index=INDEX)
+        finally:
+            listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+            thread.join(5)
+        assert result.outcome is CaseOutcome.FAILED
+        (finding,) = result.findings
+        assert finding.title == "NoResponse" and finding.requirement == "STOW-RESP-001"
+        assert finding.severity is Severity.ERROR and "closed the connection" in result.message
+        assert len(result.exchanges) == 1 and result.exchanges[0].response is None
 
     def test_a_broken_plan_is_an_error(self, manager: ImageManager) -> None:
         case = make_case(mutations=(MutationSpec("drop_bulk_part"),))

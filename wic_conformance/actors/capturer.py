@@ -72,7 +72,19 @@ class TargetUnreachableError(WicConformanceError):
     The message is one sentence naming the target and the cause, e.g.
     ``"cannot connect to http://127.0.0.1:9/dicom-web: connection refused"``.
     A server that answers, whatever it answers, never raises this: the checks judge it.
+
+    Attributes
+    ----------
+    reason : str
+        ``"refused"``, ``"dns"``, ``"tls"``, ``"timeout"`` (no connection, or no answer in
+        time), ``"closed"`` (the server closed the connection without an HTTP response)
+        or ``"other"``.  A test plan runner may hold ``"closed"`` and ``"timeout"`` on one
+        particular request against the target rather than call it unreachable.
     """
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ImageCapturer:
@@ -338,7 +350,8 @@ class ImageCapturer:
         Raises
         ------
         TargetUnreachableError
-            No HTTP response could be had (connection refused, DNS, TLS, timeout).
+            No HTTP response could be had (connection refused, DNS, TLS, timeout, connection
+            closed); the request is still recorded, as an exchange without a response.
         UsageError
             The request's Content-Length disagrees with its body.
 
@@ -357,7 +370,10 @@ class ImageCapturer:
             finally:
                 raw.close()
         except requests.exceptions.RequestException as exc:
-            raise TargetUnreachableError(_unreachable(self.base_url, request.url, exc, self.timeout)) from exc
+            with self._lock:  # the unanswered request is evidence too
+                self._exchanges.append(Exchange(request=sent, started=started, elapsed=time.perf_counter() - t0,
+                                                source="capturer"))
+            raise TargetUnreachableError(*_unreachable(self.base_url, request.url, exc, self.timeout)) from exc
         elapsed = time.perf_counter() - t0
         version = {10: "HTTP/1.0", 11: "HTTP/1.1", 20: "HTTP/2"}.get(getattr(raw.raw, "version", 11), "HTTP/1.1")
         response = Response(raw.status_code, raw.reason or "", _response_headers(raw), body, version)
@@ -478,29 +494,29 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
                 todo.append(nxt)
 
 
-def _unreachable(base: str, url: str, exc: requests.exceptions.RequestException, timeout: float) -> str:
-    """Return one sentence saying why no HTTP response could be had."""
+def _unreachable(base: str, url: str, exc: requests.exceptions.RequestException, timeout: float) -> tuple[str, str]:
+    """Return one sentence saying why no HTTP response could be had, and the reason's keyword."""
     host = urlsplit(url).hostname or "?"
     causes = list(_causes(exc))
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"cannot connect to {base}: no connection within {timeout:g} s"
+        return f"cannot connect to {base}: no connection within {timeout:g} s", "timeout"
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return f"{base} did not answer within {timeout:g} s"
+        return f"{base} did not answer within {timeout:g} s", "timeout"
     if isinstance(exc, requests.exceptions.SSLError) or any(isinstance(c, ssl.SSLError) for c in causes):
         reason = next((getattr(c, "reason", None) or str(c) for c in causes if isinstance(c, ssl.SSLError)),
                       "the TLS handshake failed")
-        return f"cannot connect to {base}: TLS failed ({reason})"
+        return f"cannot connect to {base}: TLS failed ({reason})", "tls"
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
-        return f"cannot connect to {base}: connection refused"
+        return f"cannot connect to {base}: connection refused", "refused"
     if any(isinstance(c, socket.gaierror) for c in causes) or any(
             type(c).__name__ == "NameResolutionError" for c in causes):
-        return f"cannot connect to {base}: the host name {host!r} does not resolve"
+        return f"cannot connect to {base}: the host name {host!r} does not resolve", "dns"
     if any(isinstance(c, TimeoutError | socket.timeout) for c in causes):
-        return f"cannot connect to {base}: no answer within {timeout:g} s"
+        return f"cannot connect to {base}: no answer within {timeout:g} s", "timeout"
     if any(isinstance(c, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) for c in causes) or any(
             type(c).__name__ in ("RemoteDisconnected", "ProtocolError") for c in causes):
-        return f"{base} closed the connection without an HTTP response"
+        return f"{base} closed the connection without an HTTP response", "closed"
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-        return f"cannot connect to {base}: the URL {url!r} is not usable"
+        return f"cannot connect to {base}: the URL {url!r} is not usable", "other"
     innermost = causes[-1] if causes else exc
-    return f"cannot connect to {base}: {type(innermost).__name__}: {innermost}".rstrip(": ")
+    return f"cannot connect to {base}: {type(innermost).__name__}: {innermost}".rstrip(": "), "other"

@@ -537,7 +537,7 @@ def _instance_of(key: str, ds: Dataset) -> _Instance:
 # Running a case
 # =====================================================================================================
 class _CaseBroken(WicConformanceError):
-    """The case could not be carried out (setup failed on the target's side)."""
+    """The case could not be carried out: its setup failed, or the target gave the judged request no answer."""
 
     def __init__(self, finding: Finding) -> None:
         super().__init__(finding.message)
@@ -766,7 +766,15 @@ class _Run:
             self.capturer.send(request, chunked=case.payload.chunked)
         if case.payload.resend or not case.payload.fresh_uids:
             preexisting = {i.sop for i in self.built.instances if i.sop and self.search_instance(i.sop)}
-        judged = self.capturer.send(request, chunked=case.payload.chunked)
+        try:
+            judged = self.capturer.send(request, chunked=case.payload.chunked)
+        except TargetUnreachableError as exc:
+            if exc.reason not in ("closed", "timeout"):
+                raise
+            raise _CaseBroken(Finding(
+                requirement=case.expect.failure_requirement, title="NoResponse", location="response",
+                message=f"no HTTP response to the judged request ({exc}); expected HTTP "
+                        f"{' or '.join(map(str, case.expect.status))}")) from None
         assert judged.response is not None
         parsed = parse_store_response(judged.response)
         verified = self.verify(judged, parsed, preexisting)
@@ -795,7 +803,7 @@ class _Run:
                                                         if s.name not in done]))
         return results
 
-    def stamp(self, findings: list[Finding], exchange: Exchange) -> list[Finding]:
+    def stamp(self, findings: list[Finding], exchange: Exchange | None) -> list[Finding]:
         """Give the runner's own findings the catalogue's severity and confidence (disabled rules drop out)."""
         out: list[Finding] = []
         for finding in findings:
@@ -805,7 +813,7 @@ class _Run:
             if finding.severity is None or "severity" in self.catalogue.profile.rules.get(req.id, {}):
                 finding.severity = req.severity
             finding.confidence = req.confidence
-            finding.exchange_id = finding.exchange_id or exchange.id
+            finding.exchange_id = finding.exchange_id or (exchange.id if exchange is not None else "")
             out.append(finding)
         return out
 
@@ -920,9 +928,9 @@ def run_case(
             try:
                 exchanges, findings, results, _judged = run.run()
             except _CaseBroken as broken:
-                found = run.stamp([broken.finding], capturer.exchanges[-1]) if capturer.exchanges else []
+                found = run.stamp([broken.finding], capturer.exchanges[-1] if capturer.exchanges else None)
                 return _finish(CaseResult(case, CaseOutcome.FAILED, tuple(capturer.exchanges), tuple(found),
-                                          f"setup failed: {broken.finding.message}",
+                                          f"[{broken.finding.requirement}] {broken.finding.message}",
                                           mutations=tuple(run.mutations)), spool)
             except TargetUnreachableError as exc:
                 return _finish(CaseResult(case, CaseOutcome.ERROR, tuple(capturer.exchanges),

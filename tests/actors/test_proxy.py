@@ -533,6 +533,23 @@ class TestFailures:
         assert second["response"]["content"]["text"] == "ok"
 
 
+    def test_client_disconnects_mid_upload(self, origin: tuple[Origin, str], tmp_path: Path) -> None:
+        app, base = origin
+        with RecordingProxy(base, record_dir=tmp_path / "rec") as proxy:
+            host, port = proxy.url.split("//")[1].split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(b"POST /dicom-web/studies HTTP/1.1\r\nHost: p\r\nContent-Length: 1000000\r\n\r\n"
+                             + b"x" * 100_000)
+                time.sleep(0.3)
+            assert requests.get(proxy.url + "/after", timeout=10).status_code == 200
+            proxy.drain()
+            proxy.check_errors()
+        first, second = load_recording(tmp_path / "rec")["log"]["entries"]
+        assert first["_truncated"] is True and "client disconnected" in first["_truncation"]["reason"]
+        assert first["response"]["status"] == 0 and 0 < first["request"]["bodySize"] <= 100_000
+        assert second["response"]["status"] == 200 and app.seen[-1]["raw_path"] == b"/after"
+
+
 class TestJudging:
     def test_verdicts_match_judging_the_recording_offline(self, im: tuple[ImageManager, Received],
                                                           tmp_path: Path) -> None:

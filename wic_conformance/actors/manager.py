@@ -324,11 +324,12 @@ class ImageManager:
         self.app = self._build_app()
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> ImageManager:
-        """Serve on ``host:port`` in a background thread (port 0 = any free port)."""
+    def start(self, *, host: str = "127.0.0.1", port: int = 0, ssl_certfile: str | None = None,
+              ssl_keyfile: str | None = None) -> ImageManager:
+        """Serve on ``host:port`` in a background thread (port 0 = any free port), over TLS when given a certificate."""
         from wic_conformance.actors.server import AsgiServer
 
-        self._server = AsgiServer(self.app, host=host, port=port,
+        self._server = AsgiServer(self.app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
                                   h11_max_incomplete_event_size=self.config.max_header_bytes)
         self._server.start()
         return self

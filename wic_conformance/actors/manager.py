@@ -247,12 +247,14 @@ class Verdict:
     status: int
     findings: tuple[Finding, ...]
     errors: tuple[str, ...]
+    judged: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (check, outcome, requirements) of checks that ran
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form served at ``/wic/exchanges``."""
         return {"id": self.exchange_id, "received": self.received, "method": self.method, "url": self.url,
                 "status": self.status, "findings": [f.to_dict() for f in self.findings],
-                "check_errors": list(self.errors)}
+                "check_errors": list(self.errors),
+                "checks": [{"check": c, "outcome": o, "requirements": list(r)} for c, o, r in self.judged]}
 
 
 class _BodyTooLarge(Exception):
@@ -402,8 +404,10 @@ class ImageManager:
         findings = tuple(f for r in results for f in r.findings)
         errors = tuple(f"{r.check}: {r.error}" for r in results if r.outcome is Outcome.ERROR)
         assert exchange.request is not None and exchange.response is not None
+        judged = tuple((r.check, r.outcome.value, r.requirements) for r in results
+                       if r.outcome is not Outcome.NOT_APPLICABLE)
         verdict = Verdict(exchange.id, exchange.started, exchange.request.method, exchange.request.url,
-                          exchange.response.status, findings, errors)
+                          exchange.response.status, findings, errors, judged)
         with self._lock:
             self._exchanges.append(exchange)
             self._verdicts.append(verdict)

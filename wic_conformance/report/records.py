@@ -123,6 +123,7 @@ class RecordedExchange:
     check_errors: tuple[str, ...] = ()
     request_body_file: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    judged: tuple[str, ...] = ()  # requirements of the checks that ran on the exchange (passed or not)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -131,8 +132,8 @@ class RecordedExchange:
 
     @property
     def requirements(self) -> tuple[str, ...]:
-        """Return the requirement IDs cited by the findings, in order of first appearance."""
-        return tuple(dict.fromkeys(f.requirement for f in self.findings))
+        """Return the requirement IDs judged: those of the checks that ran, then those cited by findings."""
+        return tuple(dict.fromkeys([*self.judged, *(f.requirement for f in self.findings)]))
 
 
 def record_name(index: int, method: str, url: str, status: int | None) -> str:
@@ -190,7 +191,9 @@ def _record(index: int, data: dict[str, Any], source: str) -> RecordedExchange:
                         started=float(verdict.get("received") or 0.0), source=f"{source}:{index}")
     return RecordedExchange(index=index, exchange=exchange, findings=findings,
                             check_errors=tuple(str(e) for e in verdict.get("check_errors") or ()),
-                            request_body_file=req.get("body_file"), raw=data)
+                            request_body_file=req.get("body_file"), raw=data,
+                            judged=tuple(str(r) for c in verdict.get("checks") or () if isinstance(c, dict)
+                                         for r in c.get("requirements") or ()))
 
 
 def read_records(path: str | Path) -> Iterator[RecordedExchange]:

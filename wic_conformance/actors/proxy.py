@@ -50,7 +50,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
@@ -249,26 +248,6 @@ class ProxyVerdict:
         return out
 
 
-class _RelayServer(AsgiServer):
-    """The proxy's listening server: no Date or Server field of its own, and TCP_NODELAY on every connection.
-
-    The upstream's Date and Server fields are relayed, so uvicorn must not add its own.  The
-    listening socket gets TCP_NODELAY, which Linux hands down to accepted connections:
-    asyncio sets it only on sockets created with ``IPPROTO_TCP``, and without it each
-    response's body segment waits for the client's delayed ACK (about 40 ms).
-    """
-
-    def __init__(self, app: Any, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._config_kwargs.update(server_header=False, date_header=False)  # passed to uvicorn.Config
-
-    def _make(self) -> Any:
-        server = super()._make()
-        if self._socket is not None and self._socket.family in (socket.AF_INET, socket.AF_INET6):
-            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return server
-
-
 class _AsyncTee:
     """A :class:`BodyTee` fed from the event loop: hashing and disk writes of a large body run in a worker thread.
 
@@ -437,8 +416,9 @@ class RecordingProxy:
     def _make_server(self, host: str, port: int, ssl_certfile: str | None, ssl_keyfile: str | None) -> AsgiServer:
         if (ssl_certfile is None) != (ssl_keyfile is None):
             raise ConfigError("TLS needs both a certificate and its key")
-        return _RelayServer(self, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
-                            h11_max_incomplete_event_size=1 << 20)
+        # The upstream's Date and Server fields are relayed, so uvicorn must not add its own.
+        return AsgiServer(self, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                          h11_max_incomplete_event_size=1 << 20, server_header=False, date_header=False)
 
     def start(self, host: str = "127.0.0.1", port: int = 0, *, ssl_certfile: str | None = None,
               ssl_keyfile: str | None = None) -> RecordingProxy:

@@ -80,6 +80,8 @@ class AsgiServer:
         Where to listen; tests always use 127.0.0.1 and port 0.
     ssl_certfile, ssl_keyfile : str, optional
         Serve HTTPS.
+    server_header, date_header : bool
+        Whether uvicorn adds its own Server and Date fields (a relay passes the upstream's on).
     """
 
     def __init__(
@@ -92,13 +94,16 @@ class AsgiServer:
         ssl_keyfile: str | None = None,
         timeout_keep_alive: int = 5,
         h11_max_incomplete_event_size: int = 64 * 1024,
+        server_header: bool = True,
+        date_header: bool = True,
     ) -> None:
         self.capture = ErrorCapture(app)
         self.host = host
         self._requested_port = port
         self._ssl = (ssl_certfile, ssl_keyfile)
         self._config_kwargs = {"timeout_keep_alive": timeout_keep_alive,
-                               "h11_max_incomplete_event_size": h11_max_incomplete_event_size}
+                               "h11_max_incomplete_event_size": h11_max_incomplete_event_size,
+                               "server_header": server_header, "date_header": date_header}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -113,6 +118,9 @@ class AsgiServer:
     def _make(self) -> uvicorn.Server:
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Linux hands TCP_NODELAY down to accepted connections; asyncio sets it only on sockets it
+        # creates with IPPROTO_TCP, and without it each response waits for the client's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self.host, self._requested_port))
         self._socket = sock
         self.port = sock.getsockname()[1]

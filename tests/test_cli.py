@@ -112,3 +112,35 @@ class TestAgreesWithDciodvfy:
         dciodvfy_errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
         status, text = run("validate", str(path))
         assert (status == 1) == bool(dciodvfy_errors), (text, dciodvfy_errors)
+
+
+class TestManagerAndProxyCommands:
+    def test_manager_rejects_an_unknown_fault(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert run("manager", "--port", "0", "--fault", "sometimes-wrong")[0] == 2
+        assert "sometimes-wrong" in capsys.readouterr().err
+
+    def test_replay_of_a_recording_against_the_same_manager_is_reproduced(self, tmp_path: Path) -> None:
+        import requests
+
+        from wic_conformance.actors.manager import ImageManager, ManagerConfig
+        from wic_conformance.actors.proxy import RecordingProxy
+        from wic_conformance.dicomweb import media_types as mt
+        from wic_conformance.dicomweb.multipart import encode_multipart
+
+        record = tmp_path / "rec"
+        data = INDEX["part10/vl-photographic"].read()
+        with ImageManager(ManagerConfig(data_dir=tmp_path / "a", validate_iod=False)) as upstream:
+            proxy = RecordingProxy(upstream.url, record_dir=record, judge=False).start()
+            try:
+                ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM}, data)],
+                                               root_type=mt.APPLICATION_DICOM)
+                r = requests.post(f"{proxy.url}/studies", data=body,
+                                  headers={"Content-Type": ctype, "Accept": mt.APPLICATION_DICOM_JSON}, timeout=30)
+                assert r.status_code == 200
+                proxy.drain()
+            finally:
+                proxy.stop()
+        with ImageManager(ManagerConfig(data_dir=tmp_path / "b", validate_iod=False)) as fresh:
+            status, text = run("replay", str(record), fresh.url, "--format", "json")
+        assert status == 0, text
+        assert json.loads(text)["ok"] is True

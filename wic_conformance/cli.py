@@ -180,7 +180,8 @@ def _cmd_manager(args: argparse.Namespace, out: TextIO) -> int:
     from wic_conformance.actors.manager import ImageManager, ManagerConfig
     from wic_conformance.actors.server import AsgiServer
 
-    overrides = {"data_dir": args.data, "patients": args.patients}
+    overrides = {"data_dir": args.data, "patients": args.patients,
+                 "faults": args.fault or None}
     if args.config:
         config = ManagerConfig.from_file(args.config, **overrides)
     else:
@@ -188,6 +189,7 @@ def _cmd_manager(args: argparse.Namespace, out: TextIO) -> int:
     manager = ImageManager(config, catalogue=_catalogue(args.rules))
     server = AsgiServer(manager.app, host=args.host, port=args.port,
                         h11_max_incomplete_event_size=config.max_header_bytes)
+
     def announce(url: str) -> None:
         out.write(f"wic-conformance Image Manager\n  STOW-RS  {url}{config.root}/studies\n"
                   f"  PDQm     {url}{config.fhir_root}/Patient\n  verdicts {url}/wic/exchanges\n"
@@ -345,6 +347,30 @@ def _add_report_options(parser: argparse.ArgumentParser, prefix: str, *, select:
                         help="more pytest output (repeatable)")
 
 
+def _cmd_proxy(args: argparse.Namespace, out: TextIO) -> int:
+    from wic_conformance.actors.proxy import run_proxy
+
+    def announce(url: str) -> None:
+        out.write(f"wic-conformance recording proxy\n  listening {url}\n  upstream  {args.upstream}\n"
+                  f"  recording {args.record or '(not kept)'}\n")
+        out.flush()
+
+    return run_proxy(args.upstream, host=args.host, port=args.port, record_dir=args.record,
+                     redact=not args.no_redact, verify=False if args.insecure else (args.ca_bundle or True),
+                     judge=not args.no_judge, verify_stored=args.verify_stored, body_threshold=args.body_threshold,
+                     ssl_certfile=args.cert, ssl_keyfile=args.key, catalogue=_catalogue(args.rules),
+                     announce=announce)
+
+
+def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    from wic_conformance.actors.replay import run_replay
+
+    return run_replay(args.recording, args.target, out=out,
+                      verify=False if args.insecure else (args.ca_bundle or True),
+                      check_stored=not args.no_stored_check, output_format=args.format,
+                      catalogue=_catalogue(args.rules), timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``wic-conformance`` command."""
     parser = argparse.ArgumentParser(prog="wic-conformance", description=__doc__.split("\n")[0])
@@ -374,7 +400,41 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--config", metavar="FILE", help="YAML settings (see ManagerConfig)")
     man.add_argument("--patients", metavar="FILE", help="synthetic patients for PDQm (e.g. fixtures/patients.json)")
     man.add_argument("--rules", metavar="FILE", help="rule profile used to judge the Capturer")
+    man.add_argument("--fault", action="append", metavar="NAME",
+                     help="behave non-conformantly on purpose (repeatable): wrong-status, drop-referenced-sequence, "
+                          "alter-attribute, recompress-jpeg, wrong-transfer-syntax, fetch-bulk-uri")
     man.set_defaults(func=_cmd_manager)
+
+    prx = sub.add_parser("proxy", help="relay a real Capturer to a real Manager, record (HAR 1.2) and judge both sides")
+    prx.add_argument("upstream", metavar="UPSTREAM", help="base URL of the upstream Image Manager")
+    prx.add_argument("--host", default="127.0.0.1")
+    prx.add_argument("--port", type=int, default=8043)
+    prx.add_argument("--record", metavar="DIR", help="keep the recording (journal, recording.har, bodies/) here")
+    prx.add_argument("--no-redact", action="store_true", help="keep Authorization and Cookie values in the record")
+    tls = prx.add_mutually_exclusive_group()
+    tls.add_argument("--insecure", action="store_true", help="do not verify the upstream's TLS certificate")
+    tls.add_argument("--ca-bundle", metavar="FILE", help="CA bundle for the upstream's TLS certificate")
+    prx.add_argument("--no-judge", action="store_true", help="record only")
+    prx.add_argument("--verify-stored", action="store_true",
+                     help="retrieve what the Manager stored (WADO-RS) and run the conversion and IOD checks")
+    prx.add_argument("--body-threshold", type=int, default=65536, metavar="BYTES",
+                     help="bodies above this go to side files")
+    prx.add_argument("--cert", metavar="FILE", help="listen with TLS: certificate")
+    prx.add_argument("--key", metavar="FILE", help="listen with TLS: private key")
+    prx.add_argument("--rules", metavar="FILE")
+    prx.set_defaults(func=_cmd_proxy)
+
+    rpl = sub.add_parser("replay", help="re-send a recording to another Image Manager and compare the outcomes")
+    rpl.add_argument("recording", metavar="RECORDING", help="a proxy recording folder or its recording.har")
+    rpl.add_argument("target", metavar="TARGET_URL", help="base URL of the Image Manager to replay to")
+    tls = rpl.add_mutually_exclusive_group()
+    tls.add_argument("--insecure", action="store_true")
+    tls.add_argument("--ca-bundle", metavar="FILE")
+    rpl.add_argument("--no-stored-check", action="store_true", help="compare statuses and sequences only")
+    rpl.add_argument("--format", choices=["text", "json"], default="text")
+    rpl.add_argument("--rules", metavar="FILE")
+    rpl.add_argument("--timeout", type=float, default=300.0)
+    rpl.set_defaults(func=_cmd_replay)
 
     tm = sub.add_parser("test-manager", help="run the Image Manager test plans against a DICOMweb service",
                         description="Run the Image Manager test plans against URL through pytest and write an "

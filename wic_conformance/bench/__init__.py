@@ -34,4 +34,5 @@ BENCHMARKS: dict[str, Benchmark] = {
     "multipart_decode": _multipart_decode,
     "manager": lambda quick: __import__("wic_conformance.bench.manager", fromlist=["_"]).bench_manager(quick),
     "proxy": lambda quick: __import__("wic_conformance.bench.proxy", fromlist=["_"]).bench_proxy(quick),
+    "plan": lambda quick: __import__("wic_conformance.bench.plan", fromlist=["_"]).bench_plan(quick),
 }

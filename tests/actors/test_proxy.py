@@ -510,7 +510,9 @@ class TestFailures:
         first, second = har["log"]["entries"]
         assert first["_truncated"] is True and first["_truncation"]["side"] == "request"
         arrived = first["request"]["bodySize"]
-        assert 0 < arrived < len(body) and first["_truncation"]["requestBytes"] == arrived
+        # what reached the proxy before the upstream died: all of it, when the client's send buffers
+        # absorbed the rest of the body in time; the exchange is truncated either way
+        assert 0 < arrived <= len(body) and first["_truncation"]["requestBytes"] == arrived
         assert first["request"]["postData"]["_sha256"] == sha(body[:arrived])
         assert body_bytes(first["request"]["postData"], tmp_path / "rec") == body[:arrived]
         assert first["_wic"]["judged"] is False

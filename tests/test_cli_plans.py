@@ -176,3 +176,27 @@ class TestReport:
         assert main(["report", str(tmp_path)]) == 2
         assert "holds no exchanges.ndjson" in capsys.readouterr().err
 
+    def test_renders_a_proxy_recording(self, tmp_path: Path) -> None:
+        from wic_conformance.actors.proxy import RecordingProxy
+
+        record = tmp_path / "rec"
+        with ImageManager(ManagerConfig(data_dir=tmp_path / "im", validate_iod=False)) as upstream:
+            with RecordingProxy(upstream.url, record_dir=record) as proxy:
+                ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM},
+                                                 INDEX["part10/vl-photographic"].read())],
+                                               root_type=mt.APPLICATION_DICOM)
+                reply = requests.post(proxy.url + "/studies", data=body, timeout=30,
+                                      headers={"Content-Type": ctype, "Accept": None,
+                                               "Authorization": f"Bearer {SECRET}"})
+                assert reply.status_code == 200
+                proxy.drain()
+        report = tmp_path / "proxy.html"
+        status = main(["report", str(record), "--html", str(report), "--json", str(tmp_path / "p.json"),
+                       "--junitxml", str(tmp_path / "p.xml")])
+        doc = json.loads((tmp_path / "p.json").read_text())
+        assert len(doc["cases"]) == 1 and status == 1, doc["cases"]  # the missing Accept fails the item
+        # the Capturer sent no Accept header: the proxy's verdict says so, and the report carries it
+        assert "STOW-HDR-004" in {f["requirement"] for f in doc["cases"][0]["findings"]}
+        assert doc["requirements"]["STOW-HDR-001"] == "passed"
+        assert SECRET not in report.read_text()
+

@@ -322,8 +322,11 @@ def _cmd_selftest(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     folder = Path(args.data_dir)
-    if not (folder / "exchanges.ndjson").is_file() and not (folder.is_file() and folder.suffix == ".ndjson"):
-        raise UsageError(f"{folder} holds no exchanges.ndjson (the data folder of the simulated Image Manager)")
+    recorded = ("exchanges.ndjson", "recording.har", "journal.ndjson")
+    if not any((folder / name).is_file() for name in recorded) and not (
+            folder.is_file() and folder.suffix in (".ndjson", ".har")):
+        raise UsageError(f"{folder} holds no exchanges.ndjson (a simulated Image Manager's data folder) "
+                         "and no recording.har or journal.ndjson (a recording proxy's folder)")
     pytest_args = ["--wic-records", str(folder)]
     if args.rules:
         pytest_args += ["--wic-rules", args.rules]
@@ -462,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_options(st, "selftest")
     st.set_defaults(func=_cmd_selftest)
 
-    rep = sub.add_parser("report", help="render the report of the exchanges recorded in a data folder",
+    rep = sub.add_parser("report", help="render the report of the exchanges recorded in a data folder or by the proxy",
                          description="Judge the exchanges the simulated Image Manager recorded in DATA-DIR "
                                      "(exchanges.ndjson) and write an HTML report, JUnit XML and JSON results.")
     rep.add_argument("data_dir", metavar="DATA-DIR")

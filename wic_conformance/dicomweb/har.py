@@ -20,7 +20,7 @@ from typing import Any
 from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request, Response
 from wic_conformance.errors import UsageError
 
-__all__ = ["iter_har_exchanges", "read_har"]
+__all__ = ["iter_har_entries", "iter_har_exchanges", "read_har"]
 
 
 def _headers(items: Any) -> Headers:
@@ -70,6 +70,15 @@ def read_har(path: str | Path) -> dict[str, Any]:
 
 def iter_har_exchanges(path: str | Path, *, stow_only: bool = True) -> Iterator[Exchange]:
     """Yield an :class:`Exchange` per HAR entry (only STOW-RS POSTs when ``stow_only``)."""
+    for _number, _entry, exchange in iter_har_entries(path, stow_only=stow_only):
+        yield exchange
+
+
+def iter_har_entries(path: str | Path, *, stow_only: bool = True) -> Iterator[tuple[int, Mapping[str, Any], Exchange]]:
+    """Yield (1-based entry number, raw entry, :class:`Exchange`) per HAR entry.
+
+    The raw entry gives access to extension members such as ``_wic`` (verdicts recorded by the proxy).
+    """
     p = Path(path)
     data = read_har(p)
     for number, entry in enumerate(data["log"]["entries"], start=1):
@@ -87,6 +96,6 @@ def iter_har_exchanges(path: str | Path, *, stow_only: bool = True) -> Iterator[
         if isinstance(res, Mapping) and res.get("status"):
             response = Response(int(res["status"]), str(res.get("statusText", "")), _headers(res.get("headers")),
                                 _body(res.get("content"), p.parent), str(res.get("httpVersion") or "HTTP/1.1"))
-        yield Exchange(request=request, response=response, source=f"{p}#entry{number}",
-                       elapsed=float(entry.get("time") or 0) / 1000.0,
-                       truncated=bool(entry.get("_truncated", False)))
+        yield number, entry, Exchange(request=request, response=response, source=f"{p}#entry{number}",
+                                      elapsed=float(entry.get("time") or 0) / 1000.0,
+                                      truncated=bool(entry.get("_truncated", False)))

@@ -47,7 +47,14 @@ from wic_conformance.errors import WicConformanceError
 from wic_conformance.findings import Finding, Severity
 from wic_conformance.plans.model import Case, CaseOutcome, CaseResult, Plan, Target
 from wic_conformance.report.html import EVIDENCE_KEY, Evidence, HtmlReport
-from wic_conformance.report.records import RECORDS_FILE, RecordedExchange, Redactor, read_records, record_name
+from wic_conformance.report.records import (
+    HAR_FILE,
+    RECORDS_FILE,
+    RecordedExchange,
+    Redactor,
+    read_records,
+    record_name,
+)
 from wic_conformance.report.results import CASE_PROPERTY, ResultsCollector, case_property, case_record
 
 if TYPE_CHECKING:
@@ -199,9 +206,7 @@ def _settings(config: pytest.Config) -> WicSettings | None:
                         options=options)
     else:
         folder = base / str(records)
-        records_path = folder / RECORDS_FILE if folder.is_dir() else folder
-        if not records_path.is_file():
-            raise pytest.UsageError(f"--wic-records: no {RECORDS_FILE} in {folder}")
+        records_path = _records_file(folder)
     plan_args = config.getoption("wic_plan") or [DEFAULT_PLANS]
     plans = tuple((base / p).resolve() for p in plan_args)
     if target is not None:
@@ -210,6 +215,23 @@ def _settings(config: pytest.Config) -> WicSettings | None:
             raise pytest.UsageError(f"--wic-plan: no such file or folder: {', '.join(missing)}")
     return WicSettings(target=target, records=records_path, plans=plans, catalogue=catalogue, redactor=redactor,
                        json_path=json_path)
+
+
+def _records_file(folder: Path) -> Path:
+    """Return the recordings file of ``folder``: the Manager's ndjson, or the proxy's HAR (rebuilt from its journal)."""
+    if not folder.is_dir():
+        if folder.is_file():
+            return folder
+        raise pytest.UsageError(f"--wic-records: no such file or folder: {folder}")
+    if (folder / RECORDS_FILE).is_file():
+        return folder / RECORDS_FILE
+    from wic_conformance.actors.recorder import JOURNAL_NAME, load_recording
+
+    if (folder / JOURNAL_NAME).is_file():
+        load_recording(folder)  # rebuilds recording.har, also after a crash
+    if (folder / HAR_FILE).is_file():
+        return folder / HAR_FILE
+    raise pytest.UsageError(f"--wic-records: no {RECORDS_FILE} or {HAR_FILE} (proxy recording) in {folder}")
 
 
 _SETTINGS = pytest.StashKey[WicSettings]()
@@ -437,13 +459,13 @@ class _WicItem(pytest.Item):
 
     def _publish(self, *, case_id: str, title: str, requirements: tuple[str, ...], options: tuple[str, ...],
                  outcome: str, findings: tuple[Finding, ...], message: str, exchanges: tuple[Exchange, ...],
-                 notes: tuple[str, ...] = ()) -> None:
+                 notes: tuple[str, ...] = (), partial: bool = False) -> None:
         settings = self._settings()
         index = self.config.stash.get(_INDEX, {}).get(self.nodeid, 0)
         record = case_record(nodeid=self.nodeid, index=index, case_id=case_id, title=title,
                              requirements=requirements, options=options, outcome=outcome, findings=findings,
                              message=message, exchanges=[_exchange_summary(e) for e in exchanges],
-                             redactor=settings.redactor)
+                             redactor=settings.redactor, partial=partial)
         self.user_properties = [p for p in self.user_properties if p[0] != CASE_PROPERTY]
         self.user_properties.append(case_property(record))
         self.stash[EVIDENCE_KEY] = Evidence(exchanges, findings, notes)
@@ -596,7 +618,7 @@ class RecordItem(_WicItem):
         self._publish(case_id=self.name, title=_exchange_line(record.exchange), requirements=record.requirements,
                       options=(), outcome=outcome, findings=record.findings,
                       message="; ".join(record.check_errors), exchanges=(record.exchange,),
-                      notes=tuple(f"check error: {e}" for e in record.check_errors))
+                      notes=tuple(f"check error: {e}" for e in record.check_errors), partial=True)
         if outcome == CaseOutcome.ERROR.value:
             raise CaseError("checks broke while judging this exchange: " + "; ".join(record.check_errors))
 

@@ -32,9 +32,10 @@ from urllib.parse import urlsplit
 from wic_conformance.dicomweb.exchange import Body, Exchange, Headers, Request, Response
 from wic_conformance.findings import Finding, Severity
 
-__all__ = ["RECORDS_FILE", "REDACTED", "RecordedExchange", "Redactor", "read_records", "record_name"]
+__all__ = ["HAR_FILE", "RECORDS_FILE", "REDACTED", "RecordedExchange", "Redactor", "read_records", "record_name"]
 
-RECORDS_FILE = "exchanges.ndjson"
+RECORDS_FILE = "exchanges.ndjson"  # the simulated Image Manager's recordings
+HAR_FILE = "recording.har"  # the recording proxy's recordings (HAR 1.2 with ``_wic`` verdicts)
 REDACTED = "<redacted>"
 SECRET_HEADERS = ("authorization", "cookie", "set-cookie", "proxy-authorization")
 
@@ -196,8 +197,35 @@ def _record(index: int, data: dict[str, Any], source: str) -> RecordedExchange:
                                          for r in c.get("requirements") or ()))
 
 
+def _har_records(path: Path) -> Iterator[RecordedExchange]:
+    """Read a proxy recording: each HAR entry with the verdict the proxy recorded in its ``_wic`` member."""
+    from wic_conformance.dicomweb.har import iter_har_entries
+
+    for number, entry, exchange in iter_har_entries(path, stow_only=False):
+        raw_wic = entry.get("_wic")
+        wic: dict[str, Any] = raw_wic if isinstance(raw_wic, dict) else {}
+        request = exchange.request
+        if request is not None:
+            request = Request(request.method, request.url, request.headers.redacted(SECRET_HEADERS), request.body,
+                              request.http_version)
+        response = exchange.response
+        if response is not None:
+            response = Response(response.status, response.reason, response.headers.redacted(SECRET_HEADERS),
+                                response.body, response.http_version)
+        findings = tuple(Finding.from_dict(f) for f in wic.get("findings") or () if isinstance(f, dict))
+        judged = tuple(str(r) for c in wic.get("results") or () if isinstance(c, dict)
+                       and c.get("outcome") != "not_applicable" for r in c.get("requirements") or ())
+        yield RecordedExchange(index=number, exchange=Exchange(request=request, response=response,
+                                                                id=str(wic.get("id") or f"entry-{number}"),
+                                                                source=exchange.source, truncated=exchange.truncated),
+                               findings=findings, check_errors=tuple(str(e) for e in wic.get("check_errors") or ()),
+                               raw=dict(entry), judged=judged)
+
+
 def read_records(path: str | Path) -> Iterator[RecordedExchange]:
-    """Read a recorded-exchanges file (or a data folder holding ``exchanges.ndjson``).
+    """Read recorded exchanges: the Image Manager's ``exchanges.ndjson`` or the proxy's ``recording.har``.
+
+    A folder is searched for ``exchanges.ndjson``, then ``recording.har``.
 
     Blank lines are skipped.
 
@@ -220,7 +248,10 @@ def read_records(path: str | Path) -> Iterator[RecordedExchange]:
     """
     p = Path(path)
     if p.is_dir():
-        p = p / RECORDS_FILE
+        p = p / RECORDS_FILE if (p / RECORDS_FILE).is_file() or not (p / HAR_FILE).is_file() else p / HAR_FILE
+    if p.suffix.lower() == ".har":
+        yield from _har_records(p)
+        return
     with open(p, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():

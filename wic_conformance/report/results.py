@@ -65,6 +65,7 @@ def case_record(
     message: str = "",
     exchanges: Iterable[Mapping[str, Any]] = (),
     redactor: Redactor | None = None,
+    partial: bool = False,
 ) -> dict[str, Any]:
     """Return the JSON-ready record of one case (or one recorded exchange), with secrets scrubbed.
 
@@ -88,6 +89,9 @@ def case_record(
         ``{"method", "url", "status"}`` summaries of the exchanges.
     redactor : Redactor, optional
         Scrubs known secrets from every string.
+    partial : bool
+        Judge each listed requirement on its own (a recorded exchange, where ``requirements`` are those
+        of the checks that ran): a failed record then still passes the requirements no error cites.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
@@ -102,6 +106,7 @@ def case_record(
         "message": message,
         "findings": [f.to_dict() for f in findings],
         "exchanges": [dict(e) for e in exchanges],
+        "partial": partial,
     }
     scrubbed: dict[str, Any] = (redactor or Redactor()).value(record)
     return scrubbed
@@ -174,6 +179,8 @@ def requirement_status(
         if outcome == "failed":
             cited = _error_requirements(case)
             failed.update(cited or listed)
+            if case.get("partial") and cited:
+                passed.update(r for r in listed if r not in cited)
         elif outcome == "passed":
             passed.update(listed)
     status: dict[str, RequirementStatus] = {}

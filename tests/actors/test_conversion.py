@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image, features
 from pydicom import Dataset, dcmread, dcmwrite
-from pydicom.encaps import generate_fragments
+from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.uid import UID
 
 from wic_conformance.actors import conversion
@@ -22,6 +22,7 @@ from wic_conformance.actors.conversion import (
     Rejected,
     convert_submission,
 )
+from wic_conformance.dicomweb.part10 import DEFER_SIZE, is_deferred
 from wic_conformance.dicomweb.stow import StowRequest, build_stow_request, parse_stow_request
 from wic_conformance.errors import ConfigError
 from wic_conformance.model.fixtures import Fixture, FixtureIndex
@@ -920,6 +921,21 @@ class TestPart10:
         ds = result.dataset
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert result.warning_reason is None and "rewritten" in result.notes[0]
+        assert result.source is None  # the received bytes are not the instance to store
+
+    def test_received_bytes_are_the_instance_to_store(self) -> None:
+        data = media("part10/vl-photographic")
+        request = stow(DICOM, [({"Content-Type": DICOM}, data)], None)
+        result = converted(convert_submission(request, policy=ConversionPolicy(), target_study=None)[0])
+        assert result.source is request.instances[0] and result.source.body.read() == data
+        assert result.dataset is request.instances[0].dataset
+
+    def test_large_values_are_not_read(self) -> None:
+        ds = dcmread(io.BytesIO(media("part10/vl-photographic")))
+        ds.PixelData = encapsulate([b"\xff\xd8" + bytes(3 * DEFER_SIZE) + b"\xff\xd9"], has_bot=False)
+        ds["PixelData"].is_undefined_length = True
+        result = converted(self.submit(encode(ds)))
+        assert result.source is not None and is_deferred(result.dataset, 0x7FE00010)
 
 
 class TestEncoding:

@@ -18,9 +18,12 @@ from wic_conformance.actors.store import (
     DuplicatePolicy,
     InstanceStore,
     PutResult,
+    StagedInstance,
     StoredRef,
     UnstorableInstanceError,
 )
+from wic_conformance.dicomweb.exchange import Body
+from wic_conformance.dicomweb.part10 import DEFER_SIZE, is_deferred, read_part10
 from wic_conformance.dicomweb.qido import parse_qido_query
 from wic_conformance.errors import UsageError
 
@@ -305,6 +308,113 @@ class TestSearch:
 
     def test_empty_store(self, store: InstanceStore) -> None:
         assert store.search(parse_qido_query("study", [])) == []
+
+
+class TestBodies:
+    """PS3.10 bytes handed over as a :class:`Body`: copied in chunks, never decoded again."""
+
+    @staticmethod
+    def large(sop: str, size: int = 3 * DEFER_SIZE) -> bytes:
+        ds, _ = make(sop)
+        ds.PixelData = bytes(range(256)) * (size // 256)
+        buffer = io.BytesIO()
+        dcmwrite(buffer, ds, enforce_file_format=True)
+        return buffer.getvalue()
+
+    def test_a_byte_range_of_a_spooled_body_is_stored_unchanged(self, store: InstanceStore, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+        import wic_conformance.actors.store as module
+
+        monkeypatch.setattr(module, "_CHUNK", 4096)  # many chunks
+        data = self.large("1.2.3.1")
+        spooled = tmp_path / "request.body"
+        spooled.write_bytes(b"--boundary\r\n\r\n" + data + b"\r\n--boundary--")
+        body = Body.from_file(spooled, offset=len(b"--boundary\r\n\r\n"), size=len(data))
+        instance = read_part10(body)
+        assert instance.dataset is not None and is_deferred(instance.dataset, 0x7FE00010)
+        result = store.put(instance.dataset, body, on_duplicate=DuplicatePolicy.REJECT)
+        assert result.stored and result.path.read_bytes() == data
+        (ref,) = store.instances()
+        assert ref.size == len(data) and ref.sha256 == hashlib.sha256(data).hexdigest()
+        assert is_deferred(instance.dataset, 0x7FE00010)  # the index was built without reading Pixel Data
+
+    def test_deferred_bulk_data_is_listed_in_the_index(self, store: InstanceStore) -> None:
+        data = self.large("1.2.3.1")
+        deferred = read_part10(data).dataset
+        assert deferred is not None
+        store.put(deferred, Body.of(data), on_duplicate=DuplicatePolicy.REJECT)
+        with InstanceStore(store.root.parent / "other") as other:
+            other.put(dcmread(io.BytesIO(data)), data, on_duplicate=DuplicatePolicy.REJECT)
+            assert store.metadata(STUDY_A, bulk_data_uri=lambda ref, tag: f"bulk/{tag:08X}") == \
+                other.metadata(STUDY_A, bulk_data_uri=lambda ref, tag: f"bulk/{tag:08X}")
+        (doc,) = store.metadata(STUDY_A, bulk_data_uri=lambda ref, tag: f"bulk/{tag:08X}")
+        assert doc["7FE00010"] == {"vr": "OB", "BulkDataURI": "bulk/7FE00010"}
+
+    def test_a_body_shorter_than_its_size_is_not_stored(self, store: InstanceStore, tmp_path: Path) -> None:
+        ds, data = make("1.2.3.1")
+        spooled = tmp_path / "request.body"
+        spooled.write_bytes(data)
+        body = Body.from_file(spooled)
+        spooled.write_bytes(data[:100])  # the file shrank after the body was taken
+        with pytest.raises(OSError, match="ended"):
+            store.put(ds, body, on_duplicate=DuplicatePolicy.REJECT)
+        assert row_count(store) == 0 and all_files(store) == []
+
+
+class TestStage:
+    def test_staged_file_is_validated_then_committed(self, store: InstanceStore) -> None:
+        ds, data = make("1.2.3.1")
+        with store.stage(ds, data) as staged:
+            assert isinstance(staged, StagedInstance)
+            assert staged.path.read_bytes() == data and staged.path.parent == staged.final_path.parent
+            assert not store.exists("1.2.3.1") and dcm_files(store) == []
+            assert (staged.size, staged.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+            result = staged.commit(on_duplicate=DuplicatePolicy.REJECT)
+        assert result.stored and all_files(store) == [staged.final_path] == [result.path]
+        assert result.path.read_bytes() == data
+
+    def test_uncommitted_staging_leaves_nothing(self, store: InstanceStore) -> None:
+        ds, data = make("1.2.3.1")
+        with store.stage(ds, data) as staged:
+            pass
+        assert not staged.path.exists() and all_files(store) == [] and row_count(store) == 0
+        with pytest.raises(UsageError, match="already committed or discarded"):
+            staged.commit(on_duplicate=DuplicatePolicy.REJECT)
+
+    def test_rejected_duplicate_leaves_only_the_first(self, store: InstanceStore) -> None:
+        first = put(store, "1.2.3.1", comment="first")
+        ds, data = make("1.2.3.1", comment="second")
+        with store.stage(ds, data) as staged:
+            result = staged.commit(on_duplicate=DuplicatePolicy.REJECT)
+        assert result == PutResult(stored=False, replaced=False, path=first.path)
+        assert all_files(store) == [first.path]
+
+    def test_unstorable_uid_is_refused_before_writing(self, store: InstanceStore) -> None:
+        ds, data = make("1.2.3.1")
+        del ds.StudyInstanceUID
+        with pytest.raises(UnstorableInstanceError):
+            store.stage(ds, data)
+        assert all_files(store) == []
+
+
+class TestDurability:
+    @pytest.mark.parametrize("durable", [False, True])
+    def test_fsync_only_when_durable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool) -> None:
+        import wic_conformance.actors.store as module
+
+        synced: list[int] = []
+        real_fsync = module.os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append(fd)
+            real_fsync(fd)
+
+        monkeypatch.setattr(module.os, "fsync", fsync)
+        with InstanceStore(tmp_path / "s", durable=durable) as store:
+            assert put(store, "1.2.3.1").stored
+            mode = store._connect().execute("PRAGMA synchronous").fetchone()[0]
+        assert len(synced) == (2 if durable else 0)  # the file, then its folder after the rename
+        assert mode == (2 if durable else 1)  # FULL / NORMAL
 
 
 class TestPersistence:

@@ -328,6 +328,10 @@ class Converted:
     original_attributes : tuple of Dataset
         The Original Attributes Sequence items this conversion added to the dataset (they may
         also be returned in the Store Instances Response).
+    source : Part10Instance or None
+        The received PS3.10 part when its bytes are the instance to store, unchanged (its
+        ``dataset`` is ``dataset``); ``None`` when ``dataset`` must be encoded (a converted
+        instance, or a PS3.10 part whose File Meta was rewritten).
 
     References
     ----------
@@ -338,6 +342,7 @@ class Converted:
     warning_reason: int | None
     notes: tuple[str, ...] = ()
     original_attributes: tuple[Dataset, ...] = ()
+    source: Part10Instance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +506,10 @@ def _instances_of(doc: MetadataDocument) -> Iterator[tuple[Any, Dataset | None, 
 def _accept_part10(instance: Part10Instance) -> Converted:
     """Accept a PS3.10 part unchanged, or reject it (undecodable, non-web Transfer Syntax, no UIDs).
 
+    The part's bytes are the instance to store (:attr:`Converted.source`) unless its File
+    Meta Media Storage SOP Class/Instance UIDs had to be rewritten to match the data set.
+    Large values the part's dataset has not read yet (Pixel Data) are not read here.
+
     References
     ----------
     PS3.18 §10.5.2, §8.7.3 (explicit VR little endian only on the web); PS3.10 §7.1.
@@ -531,7 +540,7 @@ def _accept_part10(instance: Part10Instance) -> Converted:
             notes.append(f"File Meta {meta_kw} {str(meta.get(meta_kw, '') or '')!r} rewritten as {value!r} to "
                          f"match {ds_kw} (PS3.10 §7.1)")
             setattr(meta, meta_kw, UID(str(value)))
-    return Converted(ds, None, tuple(notes), ())
+    return Converted(ds, None, tuple(notes), (), source=None if notes else instance)
 
 
 # =====================================================================================================

@@ -9,8 +9,13 @@ A store is safe for concurrent use from several threads (one SQLite connection p
 thread; writes serialised by SQLite's write lock).  Storing is atomic: the bytes go to
 a temporary file first, and the file is moved into place and the index row written in
 one index transaction; if anything fails, both are rolled back, so no half-stored
-instance can be seen.  Leftovers of a crash (temporary files, files without a row,
-rows without a file) are cleared when the store is opened again.
+instance can be seen.  The bytes are written once: a file-backed body (a part of a
+spooled request) is copied in chunks, and :meth:`InstanceStore.stage` lets a caller
+validate the temporary file before :meth:`StagedInstance.commit` moves it into place.
+Values that are still deferred reads (Pixel Data of a decoded upload) are not read
+to build the index.  Power-loss durability (fsync) is the ``durable`` option.
+Leftovers of a crash (temporary files, files without a row, rows without a file) are
+cleared when the store is opened again.
 
 References
 ----------
@@ -38,8 +43,12 @@ from types import TracebackType
 from typing import IO, Any
 
 from pydicom import Dataset
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
+from wic_conformance.dicomweb.exchange import Body
 from wic_conformance.dicomweb.qido import MatchKind, QidoQuery, QueryLevel, is_bulk_data, matches, to_result
 from wic_conformance.dicomweb.qido import without_bulk_data as _without_bulk_data
 from wic_conformance.errors import UsageError
@@ -49,12 +58,17 @@ try:  # POSIX: one store per root at a time
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DuplicatePolicy", "InstanceStore", "PutResult", "StoredRef", "UnstorableInstanceError"]
+__all__ = ["DuplicatePolicy", "InstanceStore", "PutResult", "StagedInstance", "StoredRef", "UnstorableInstanceError"]
 
 log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
 _SAFE_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+_CHUNK = 1 << 20  # copy buffer for file-backed bodies
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+# The binary VRs and length above which a binary value is bulk data (as in dicomweb.qido.is_bulk_data).
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_BULK_THRESHOLD = 1024
 
 # column name -> (SQL type, source keyword or None for a computed column)
 _COLUMNS: tuple[tuple[str, str, str | None], ...] = (
@@ -188,6 +202,11 @@ def _uid(ds: Dataset, keyword: str) -> str:
     return value
 
 
+def _uids(ds: Dataset) -> tuple[str, str, str]:
+    """Return the Study, Series and SOP Instance UIDs that name an instance's file."""
+    return _uid(ds, "StudyInstanceUID"), _uid(ds, "SeriesInstanceUID"), _uid(ds, "SOPInstanceUID")
+
+
 def _metadata_json(ds: Dataset) -> str:
     meta = _without_bulk_data(ds)
     try:
@@ -199,9 +218,84 @@ def _metadata_json(ds: Dataset) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
-def _bulk_json(ds: Dataset) -> str:
-    bulk = [{"tag": f"{int(e.tag):08X}", "vr": str(e.VR)} for e in ds if is_bulk_data(e)]
-    return json.dumps(bulk)
+def _deferred_bulk_vr(ds: Dataset, tag: BaseTag) -> str | None:
+    """Return the VR of a top-level element whose value is a deferred read and is bulk data, else ``None``.
+
+    Deciding needs only the tag, the VR and the length, so the value is not read;
+    the rule is :func:`~wic_conformance.dicomweb.qido.is_bulk_data`'s.
+    """
+    elem = ds.get_item(tag, keep_deferred=True)
+    if not (isinstance(elem, RawDataElement) and elem.value is None and elem.length != 0):
+        return None
+    vr = str(elem.VR) if elem.VR else (dictionary_VR(tag) if dictionary_has_tag(tag) else "")
+    if not vr:
+        return None
+    if is_bulk_data(DataElement(tag, vr, None)):
+        return vr
+    long_binary = vr in _BINARY_VRS and (elem.length == _UNDEFINED_LENGTH or elem.length > _BULK_THRESHOLD)
+    return vr if long_binary else None
+
+
+def _metadata_and_bulk(ds: Dataset) -> tuple[str, str]:
+    """Return the index's metadata (DICOM JSON without bulk data) and its list of top-level bulk data attributes.
+
+    Bulk data values that are still deferred reads (see :mod:`~wic_conformance.dicomweb.part10`)
+    are listed without being read.
+    """
+    kept = Dataset()
+    bulk: list[dict[str, str]] = []
+    for tag in sorted(ds.keys()):
+        vr = _deferred_bulk_vr(ds, tag)
+        if vr is not None:
+            bulk.append({"tag": f"{int(tag):08X}", "vr": vr})
+            continue
+        elem = ds[tag]
+        if is_bulk_data(elem):
+            bulk.append({"tag": f"{int(tag):08X}", "vr": str(elem.VR)})
+            continue
+        kept.add(elem)
+    return _metadata_json(kept), json.dumps(bulk)
+
+
+def _copy_hashed(fd: int, data: bytes | Body) -> tuple[int, str]:
+    """Write ``data`` to the descriptor ``fd``, in chunks for a file-backed body; return its size and SHA-256."""
+    digest = hashlib.sha256()
+    if isinstance(data, bytes | bytearray | memoryview) or data.path is None:
+        raw = memoryview(data if isinstance(data, bytes | bytearray | memoryview) else data.read())
+        digest.update(raw)
+        _write_all(fd, raw)
+        return len(raw), digest.hexdigest()
+    buffer = bytearray(min(_CHUNK, max(data.size, 1)))
+    view = memoryview(buffer)
+    left = data.size
+    with open(data.path, "rb", buffering=0) as source:
+        source.seek(data.offset)
+        while left > 0:
+            got = source.readinto(view[:min(left, len(view))])
+            if not got:
+                raise OSError(f"{data.path} ended {left} bytes before the end of the body")
+            digest.update(view[:got])
+            _write_all(fd, view[:got])
+            left -= got
+    return data.size, digest.hexdigest()
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sha256_file(path: Path) -> str:
@@ -212,6 +306,71 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class StagedInstance:
+    """An instance written to a temporary file by :meth:`InstanceStore.stage`, not yet part of the store.
+
+    Validate :attr:`path` (a whole PS3.10 file), then :meth:`commit` it (moved into
+    place and indexed atomically) or :meth:`discard` it.  Used as a context manager,
+    whatever was not committed is discarded on exit.
+
+    Attributes
+    ----------
+    path : Path
+        The temporary file holding the bytes.
+    final_path : Path
+        Where :meth:`commit` moves it.
+    dataset : Dataset
+        The instance, for the index row.
+    sop_uid : str
+        Its SOP Instance UID.
+    size : int
+        The number of bytes written.
+    sha256 : str
+        Their SHA-256 (hex).
+    """
+
+    def __init__(self, store: InstanceStore, dataset: Dataset, sop_uid: str, final_path: Path, path: Path,
+                 size: int, sha256: str) -> None:
+        self._store = store
+        self.dataset = dataset
+        self.sop_uid = sop_uid
+        self.final_path = final_path
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self._done = False
+
+    def commit(self, *, on_duplicate: DuplicatePolicy) -> PutResult:
+        """Move the file into place and write its index row in one transaction (see :meth:`InstanceStore.put`).
+
+        Raises
+        ------
+        UsageError
+            If the instance was already committed or discarded, or the store is closed.
+        """
+        if self._done:
+            raise UsageError(f"the staged instance {self.sop_uid} was already committed or discarded")
+        self._done = True
+        try:
+            return self._store._commit(self, DuplicatePolicy(on_duplicate))
+        finally:
+            self.path.unlink(missing_ok=True)  # left over only when nothing was moved into place
+
+    def discard(self) -> None:
+        """Remove the temporary file (nothing happens after a commit)."""
+        if not self._done:
+            self._done = True
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> StagedInstance:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.discard()
+
+
 class InstanceStore:
     """Part-10 instances on disk with an SQLite index, for the simulated Image Manager.
 
@@ -220,6 +379,12 @@ class InstanceStore:
     root : Path or None
         The store's folder; reopening the same folder finds everything stored before.
         ``None`` makes a temporary folder that :meth:`close` removes.
+    durable : bool
+        Make every stored instance survive a power loss: the file and its folder are
+        fsync'ed before the index row is committed, and the index commits with
+        ``synchronous = FULL``.  Off by default: the atomic rename and the index
+        transaction already protect against a crashed process, and fsync costs a
+        disk flush per instance.
 
     Raises
     ------
@@ -236,7 +401,8 @@ class InstanceStore:
     PS3.18 §10.5 (Store), §10.6 (Search), §10.4 (Retrieve).
     """
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, *, durable: bool = False) -> None:
+        self.durable = durable
         self._temporary = root is None
         self._root = Path(tempfile.mkdtemp(prefix="wic-store-")) if root is None else Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
@@ -304,7 +470,7 @@ class InstanceStore:
             conn = sqlite3.connect(self._db_path, timeout=60.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             with self._lock:
                 if self._closed:
                     conn.close()
@@ -374,7 +540,7 @@ class InstanceStore:
 
     # --- storing --------------------------------------------------------------------------------
 
-    def _row(self, ds: Dataset, data: bytes, path: Path) -> dict[str, Any]:
+    def _row(self, ds: Dataset, size: int, sha256: str, path: Path) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for name, _sql, keyword in _COLUMNS:
             if keyword is None:
@@ -382,12 +548,11 @@ class InstanceStore:
             row[name] = _integer(ds, keyword) if name in _INTEGER_COLUMNS else _text(ds, keyword)
         meta = getattr(ds, "file_meta", None)
         row["transfer_syntax_uid"] = _text(meta, "TransferSyntaxUID") if meta is not None else None
-        row["size"] = len(data)
-        row["sha256"] = hashlib.sha256(data).hexdigest()
+        row["size"] = size
+        row["sha256"] = sha256
         row["stored_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
         row["path"] = path.relative_to(self._root).as_posix()
-        row["metadata"] = _metadata_json(ds)
-        row["bulk_data"] = _bulk_json(ds)
+        row["metadata"], row["bulk_data"] = _metadata_and_bulk(ds)
         return row
 
     def _insert_row(self, conn: sqlite3.Connection, row: dict[str, Any], rowid: int | None) -> None:
@@ -398,28 +563,66 @@ class InstanceStore:
         sql = f"INSERT INTO instances ({', '.join(_q(n) for n in names)}) VALUES ({placeholders})"
         conn.execute(sql, values)
 
-    @staticmethod
-    def _write_temp(folder: Path, sop: str, data: bytes) -> Path:
+    def _write_temp(self, folder: Path, sop: str, data: bytes | Body) -> tuple[Path, int, str]:
+        """Write ``data`` to a new temporary file in ``folder``; return its path, size and SHA-256."""
         fd, name = tempfile.mkstemp(dir=folder, prefix=f".{sop}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                size, digest = _copy_hashed(fd, data)
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
-        return Path(name)
+        return Path(name), size, digest
 
-    def put(self, ds: Dataset, data: bytes, *, on_duplicate: DuplicatePolicy) -> PutResult:
+    def stage(self, ds: Dataset, data: bytes | Body) -> StagedInstance:
+        """Write an instance to a temporary file next to its final place, ready to be validated and committed.
+
+        The bytes are written once, in chunks (a file-backed :class:`Body` is never
+        loaded whole), and are what :meth:`StagedInstance.commit` moves into place.
+        Until then nothing is visible in the store; use the result as a context
+        manager so that an uncommitted temporary file is removed.
+
+        Parameters
+        ----------
+        ds : Dataset
+            The instance, as decoded from ``data`` (large values may be deferred reads:
+            they are not loaded to build the index).
+        data : bytes or Body
+            The PS3.10 bytes, stored unchanged.
+
+        Returns
+        -------
+        StagedInstance
+
+        Raises
+        ------
+        UnstorableInstanceError
+            If the Study, Series or SOP Instance UID is missing or cannot name a file.
+        UsageError
+            If the store is closed.
+        """
+        if self._closed:
+            raise UsageError("the InstanceStore is closed")
+        study, series, sop = _uids(ds)
+        final = self._instances / study / series / f"{sop}.dcm"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp, size, digest = self._write_temp(final.parent, sop, data)
+        return StagedInstance(self, ds, sop, final, temp, size, digest)
+
+    def put(self, ds: Dataset, data: bytes | Body, *, on_duplicate: DuplicatePolicy) -> PutResult:
         """Store one instance atomically.
 
         Parameters
         ----------
         ds : Dataset
-            The instance, as parsed from ``data`` (its ``file_meta`` gives the transfer syntax).
-        data : bytes
-            The Part-10 bytes exactly as received; they are stored unchanged.
+            The instance, as decoded from ``data`` (its ``file_meta`` gives the transfer syntax).
+        data : bytes or Body
+            The Part-10 bytes exactly as received; they are stored unchanged (a file-backed
+            body, possibly a byte range of a spooled request, is copied in chunks).
         on_duplicate : DuplicatePolicy
             What to do when the SOP Instance UID is already stored.
 
@@ -439,54 +642,53 @@ class InstanceStore:
         PS3.18 §10.5 (Store transaction).
         """
         policy = DuplicatePolicy(on_duplicate)
-        study, series, sop = (
-            _uid(ds, keyword) for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-        )
+        _study, _series, sop = _uids(ds)
         if policy is DuplicatePolicy.REJECT:
             existing_path = self._path_of(sop)
             if existing_path is not None:
                 return PutResult(stored=False, replaced=False, path=existing_path)
-        final = self._instances / study / series / f"{sop}.dcm"
-        row = self._row(ds, data, final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp = self._write_temp(final.parent, sop, data)
+        with self.stage(ds, data) as staged:
+            return staged.commit(on_duplicate=policy)
+
+    def _commit(self, staged: StagedInstance, policy: DuplicatePolicy) -> PutResult:
+        sop, final, temp = staged.sop_uid, staged.final_path, staged.path
+        row = self._row(staged.dataset, staged.size, staged.sha256, final)
         backup: Path | None = None
         placed = False
         old_path: Path | None = None
         conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                existing = conn.execute(
-                    "SELECT rowid, path FROM instances WHERE sop_instance_uid = ?", (sop,)
-                ).fetchone()
-                if existing is not None and policy is DuplicatePolicy.REJECT:
+            existing = conn.execute(
+                "SELECT rowid, path FROM instances WHERE sop_instance_uid = ?", (sop,)
+            ).fetchone()
+            if existing is not None and policy is DuplicatePolicy.REJECT:
+                conn.execute("ROLLBACK")
+                return PutResult(stored=False, replaced=False, path=self._root / existing["path"])
+            rowid = None
+            if existing is not None:
+                rowid = existing["rowid"]
+                old_path = self._root / existing["path"]
+                conn.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (sop,))
+            if final.exists():  # the replaced instance, or a file a crash left without a row
+                backup = final.with_name(final.name + ".bak")
+                os.replace(final, backup)
+            os.replace(temp, final)
+            placed = True
+            if self.durable:
+                _fsync_dir(final.parent)
+            self._insert_row(conn, row, rowid)
+            conn.execute("COMMIT")
+        except BaseException:
+            if placed:
+                final.unlink(missing_ok=True)
+            if backup is not None:
+                os.replace(backup, final)
+                backup = None
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                    return PutResult(stored=False, replaced=False, path=self._root / existing["path"])
-                rowid = None
-                if existing is not None:
-                    rowid = existing["rowid"]
-                    old_path = self._root / existing["path"]
-                    conn.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (sop,))
-                if final.exists():  # the replaced instance, or a file a crash left without a row
-                    backup = final.with_name(final.name + ".bak")
-                    os.replace(final, backup)
-                os.replace(temp, final)
-                placed = True
-                self._insert_row(conn, row, rowid)
-                conn.execute("COMMIT")
-            except BaseException:
-                if placed:
-                    final.unlink(missing_ok=True)
-                if backup is not None:
-                    os.replace(backup, final)
-                    backup = None
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-        finally:
-            temp.unlink(missing_ok=True)
+            raise
         if backup is not None:
             backup.unlink(missing_ok=True)
         if old_path is not None and old_path != final:

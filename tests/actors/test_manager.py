@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import requests
-from pydicom import dcmread
+from pydicom import dcmread, dcmwrite
+from pydicom.uid import UID
 
 from wic_conformance.actors.manager import Auth, FailureReason, ImageManager, ManagerConfig
 from wic_conformance.dicomweb import media_types as mt
@@ -420,6 +421,75 @@ class TestJudging:
             assert "STOW-HDR-004" in {f["requirement"] for f in verdicts[0]["findings"]}
 
 
+def wait_for_verdicts(im: ImageManager, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(im.verdicts) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(im.verdicts) >= count
+
+
+class TestPart10Path:
+    """PS3.10 uploads: stored byte for byte, written once, dciodvfy run once per instance."""
+
+    @pytest.mark.peer
+    def test_dciodvfy_runs_once_per_instance(self, tmp_path: Path, dciodvfy_path: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        from wic_conformance.validate import iod
+
+        runs: list[Path | None] = []
+        original = iod.Dciodvfy.run
+
+        def counting(self: iod.Dciodvfy, instance: Any) -> Any:
+            runs.append(instance.body.path)
+            return original(self, instance)
+
+        monkeypatch.setattr(iod.Dciodvfy, "run", counting)
+        good = part10_with_new_uids("part10/vl-photographic")
+        bad = dcmread(INDEX["part10/broken-missing-patient-name"].path)
+        bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
+        buffer = io.BytesIO()
+        bad.save_as(buffer, enforce_file_format=True)
+        with ImageManager(ManagerConfig(data_dir=tmp_path)) as im:
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, good),
+                                                   ({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
+            assert r.status_code == 202, r.text
+            assert "breaks its IOD" in r.headers["Warning"]
+            wait_for_verdicts(im, 1)
+            im.check_errors()
+            findings = im.verdicts[0].findings
+        assert len(runs) == 2  # the gate, on each staged file; judging reused both verdicts
+        assert all(p is not None and p.name.endswith(".tmp") for p in runs)
+        iod_findings = [f for f in findings if f.requirement == "CONV-007" and f.severity is Severity.ERROR]
+        assert iod_findings and all(f.location.startswith("request part 2") for f in iod_findings)
+
+    def test_bytes_pydicom_would_rewrite_are_stored_unchanged(self, tmp_path: Path) -> None:
+        ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
+        del ds.file_meta.ImplementationVersionName  # pydicom would add it back when encoding
+        buffer = io.BytesIO()
+        dcmwrite(buffer, ds, enforce_file_format=False)
+        data = buffer.getvalue()
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False, judge=False)) as im:
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)])
+            assert r.status_code == 200, r.text
+            (stored,) = retrieve(store_response(r).referenced[0].retrieve_url)
+        assert stored == data
+
+    def test_rewritten_file_meta_is_encoded(self, tmp_path: Path) -> None:
+        data = INDEX["part10/broken-meta-mismatch"].read()
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False, judge=False)) as im:
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)])
+            assert r.status_code == 200, r.text
+            (stored,) = retrieve(store_response(r).referenced[0].retrieve_url)
+        ds = dcmread(io.BytesIO(stored))
+        assert stored != data and ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+    def test_nothing_is_left_in_the_store_but_the_instances(self, manager: ImageManager) -> None:
+        data = part10_with_new_uids("part10/vl-photographic")
+        assert post(manager.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)]).ok
+        leftovers = [p for p in (manager.data_dir / "instances").rglob("*") if p.is_file() and p.suffix != ".dcm"]
+        assert leftovers == []
+
+
 # -- QIDO-RS, WADO-RS, PDQm ---------------------------------------------------------------------------
 class TestQueryAndRetrieve:
     def test_qido_levels_and_metadata(self, manager: ImageManager) -> None:
@@ -518,6 +588,12 @@ class TestConfig:
         config = ManagerConfig.from_file(path, data_dir=str(tmp_path / "data"))
         assert config.duplicate.value == "replace" and config.auth == Auth(token="abc")
         assert config.data_dir == tmp_path / "data"
+
+    def test_durable_writes(self, tmp_path: Path) -> None:
+        assert ManagerConfig().durable_writes is False
+        config = ManagerConfig.from_mapping({"durable_writes": True, "data_dir": str(tmp_path)})
+        with ImageManager(config) as im:
+            assert im.store.durable is True
 
     @pytest.mark.parametrize("text, match", [
         ("bogus: 1\n", "unknown setting"),

@@ -520,3 +520,49 @@ def test_dciodvfy_judges_a_byte_range_not_the_whole_file(tmp_path: Path, dciodvf
     instance = read_part10(Body.from_file(container, offset=len(b"junk before"), size=len(data)))
     messages = iod.Dciodvfy(dciodvfy_path).validate(instance)
     assert any("PatientName" in m.text for m in messages)
+
+
+class TestSeedDciodvfy:
+    """An actor that already ran dciodvfy on the same bytes hands its verdict to the checks."""
+
+    @staticmethod
+    def _refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+        def refuse(self: iod.Dciodvfy, instance: Part10Instance) -> list[iod.IodMessage]:
+            raise AssertionError("dciodvfy was run although a verdict was seeded")
+
+        monkeypatch.setattr(iod.Dciodvfy, "validate", refuse)
+
+    def test_seeded_verdict_is_judged_without_running_dciodvfy(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._refuse(monkeypatch)
+        exchange = file_exchange(mini_part10())
+        ctx = CheckContext()
+        messages = [iod.IodMessage(Severity.ERROR, "Missing attribute Type 2 Required Element=<PatientName>",
+                                   "(0010,0010)", iod="EncapsulatedPDF", raw="Error - Missing attribute ...")]
+        iod.seed_dciodvfy(ctx, exchange, 0, messages)
+        result = run_check(REGISTRY["part10_instance_conforms_to_iod"], ctx, exchange)
+        assert result.outcome is Outcome.FAILED
+        (finding,) = result.findings
+        assert finding.location.endswith("> (0010,0010)") and "EncapsulatedPDF" in finding.message
+
+    def test_seeded_clean_verdict_passes(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._refuse(monkeypatch)
+        exchange = file_exchange(mini_part10(), mini_part10())
+        ctx = CheckContext()
+        for index in (0, 1):
+            iod.seed_dciodvfy(ctx, exchange, index, [])
+        assert run_check(REGISTRY["part10_instance_conforms_to_iod"], ctx, exchange).outcome is Outcome.PASSED
+
+    def test_a_verdict_of_another_binary_is_not_used(self, tmp_path: Path) -> None:
+        script = fake_dciodvfy(tmp_path, "EncapsulatedPDF\nWarning - from the configured binary\n", status=0)
+        exchange = file_exchange(mini_part10())
+        ctx = check_context("part10_instance_conforms_to_iod", {"dciodvfy": str(script)})
+        iod.seed_dciodvfy(ctx, exchange, 0, [])  # the default binary's verdict
+        result = run_check(REGISTRY["part10_instance_conforms_to_iod"], ctx, exchange)
+        assert [f.message for f in result.findings] == ["dciodvfy (EncapsulatedPDF): from the configured binary"]
+
+    def test_seeding_under_the_configured_binary(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._refuse(monkeypatch)
+        exchange = file_exchange(mini_part10())
+        ctx = check_context("part10_instance_conforms_to_iod", {"dciodvfy": "/opt/dciodvfy"})
+        iod.seed_dciodvfy(ctx, exchange, 0, [], binary="/opt/dciodvfy")
+        assert run_check(REGISTRY["part10_instance_conforms_to_iod"], ctx, exchange).outcome is Outcome.PASSED

@@ -49,8 +49,8 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Mount, Route
 
-from wic_conformance.actors.conversion import FailureReason
-from wic_conformance.actors.store import DuplicatePolicy, InstanceStore
+from wic_conformance.actors.conversion import Converted, FailureReason
+from wic_conformance.actors.store import DuplicatePolicy, InstanceStore, PutResult
 from wic_conformance.catalogue import Catalogue, default_catalogue
 from wic_conformance.dicomweb import media_types as mt
 from wic_conformance.dicomweb.deviation import Strictness
@@ -62,7 +62,7 @@ from wic_conformance.dicomweb.store_response import SopRef, build_store_response
 from wic_conformance.dicomweb.stow import StowKind, StowRequest, parse_stow_request
 from wic_conformance.errors import ConfigError, ValidatorUnavailableError
 from wic_conformance.findings import Finding, Severity
-from wic_conformance.validate.iod import Dciodvfy
+from wic_conformance.validate.iod import Dciodvfy, IodMessage, seed_dciodvfy
 from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResult, Outcome
 
 __all__ = [
@@ -134,6 +134,11 @@ class ManagerConfig:
         200 or 202 when every instance was stored but some with warnings (STOW-RESP-002).
     validate_iod : bool
         Run the IOD validator on each converted instance before storing it; invalid ones are rejected.
+    durable_writes : bool
+        fsync each stored file (and its folder) and commit the index with ``synchronous = FULL``, so
+        that a stored instance survives a power loss.  Off by default: the atomic rename and the
+        index transaction already keep the store consistent when the process crashes, and an
+        fsync per instance is a disk flush in the request path.
     judge : bool
         Judge every received request with the check registry.
     auth : Auth or None
@@ -157,6 +162,7 @@ class ManagerConfig:
     require_accept: bool = False
     all_stored_with_warnings_status: int = 200
     validate_iod: bool = True
+    durable_writes: bool = False
     judge: bool = True
     auth: Auth | None = None
     conversion: Mapping[str, Any] = field(default_factory=dict)
@@ -211,12 +217,18 @@ class ManagerConfig:
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """A well-formed STOW-RS request handed to the ``on_store`` intervention hook."""
+    """A well-formed STOW-RS request handed to the ``on_store`` intervention hook.
+
+    ``iod_messages`` is where a hook that ran dciodvfy on a PS3.10 part exactly as
+    received leaves the verdict, keyed by the part's position in ``stow.instances``;
+    judging the request reuses it instead of running dciodvfy again.
+    """
 
     request: Request
     stow: StowRequest
     base_url: str
     response_type: str
+    iod_messages: dict[int, list[IodMessage]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +267,23 @@ class Verdict:
                 "status": self.status, "findings": [f.to_dict() for f in self.findings],
                 "check_errors": list(self.errors),
                 "checks": [{"check": c, "outcome": o, "requirements": list(r)} for c, o, r in self.judged]}
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A submission and the ``on_store`` hook's answer to it."""
+
+    submission: Submission
+    outcome: StoreOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Gated:
+    """What the IOD gate and the store made of one instance."""
+
+    put: PutResult | None  # None: not stored, it breaks its IOD
+    iod_errors: str = ""
+    unverified: str = ""  # why dciodvfy could not judge it (stored anyway)
 
 
 class _BodyTooLarge(Exception):
@@ -306,7 +335,7 @@ class ImageManager:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         self.spool_dir = self.data_dir / "spool"
         self.spool_dir.mkdir(exist_ok=True)
-        self.store = InstanceStore(self.data_dir)
+        self.store = InstanceStore(self.data_dir, durable=self.config.durable_writes)
         self.conversion_policy = ConversionPolicy.from_mapping(self.config.conversion)
         self.on_store: StoreHook = on_store or self.store_submission
         self.observers = list(observers)
@@ -394,12 +423,15 @@ class ImageManager:
         """Return every finding drawn by the recorded exchanges."""
         return [f for v in self.verdicts for f in v.findings]
 
-    def _judge(self, exchange: Exchange, stow: StowRequest | None, body_read: bool = True) -> None:
+    def _judge(self, exchange: Exchange, stow: StowRequest | None, body_read: bool = True,
+               iod_messages: Mapping[int, list[IodMessage]] | None = None) -> None:
         results: list[CheckResult] = []
         if self.config.judge and body_read:
             ctx = CheckContext(catalogue=self.catalogue)
             if stow is not None:
                 ctx.seed(exchange, "stow_request", stow)
+                for index, messages in (iod_messages or {}).items():
+                    seed_dciodvfy(ctx, exchange, index, messages)
             results = REGISTRY.run(ctx, exchange, tags=["capturer"])
         findings = tuple(f for r in results for f in r.findings)
         errors = tuple(f"{r.check}: {r.error}" for r in results if r.outcome is Outcome.ERROR)
@@ -511,15 +543,27 @@ class ImageManager:
             what = headers.get("content-type") or "no Content-Type"
             return self._finish(req, None, self._error(415, f"unsupported media type: {what}", response_type),
                                 started)
-        stow = await run_in_threadpool(
-            parse_stow_request, req, policy=Strictness.LENIENT, spool_dir=str(self.spool_dir),
-            max_parts=self.config.max_parts, max_header_bytes=self.config.max_header_bytes)
+        base = str(request.base_url).rstrip("/") + self.config.root
+        stow, answer = await run_in_threadpool(self._parse_and_store, req, base, response_type)
+        if isinstance(answer, tuple):
+            return self._finish(req, stow, self._error(answer[0], answer[1], response_type), started)
+        return self._finish(req, stow, self._outcome_response(answer.outcome, response_type), started,
+                            iod_messages=answer.submission.iod_messages)
+
+    def _parse_and_store(self, req: Request, base: str,
+                         response_type: str) -> tuple[StowRequest, tuple[int, str] | _Stored]:
+        """Decode a STOW-RS request and, unless it is malformed, hand it to ``on_store`` (one worker-thread trip).
+
+        Returns the parsed request and either (status, reason) of a rejected request or
+        what ``on_store`` answered.
+        """
+        stow = parse_stow_request(req, policy=Strictness.LENIENT, spool_dir=str(self.spool_dir),
+                                  max_parts=self.config.max_parts, max_header_bytes=self.config.max_header_bytes)
         rejection = self._reject_malformed(stow)
         if rejection is not None:
-            return self._finish(req, stow, self._error(rejection[0], rejection[1], response_type), started)
-        base = str(request.base_url).rstrip("/") + self.config.root
-        outcome = await run_in_threadpool(self.on_store, Submission(req, stow, base, response_type))
-        return self._finish(req, stow, self._outcome_response(outcome, response_type), started)
+            return stow, rejection
+        submission = Submission(req, stow, base, response_type)
+        return stow, _Stored(submission, self.on_store(submission))
 
     async def _spool_body(self, request: StarletteRequest) -> Body:
         fd, name = tempfile.mkstemp(prefix="stow-", suffix=".body", dir=self.spool_dir)
@@ -604,25 +648,37 @@ class ImageManager:
         return StarletteResponse(body, outcome.status, media_type=response_type, headers=headers)
 
     def _finish(self, req: Request, stow: StowRequest | None, response: StarletteResponse,
-                started: float, *, body_read: bool = True) -> StarletteResponse:
-        """Record the exchange and judge it after the response is sent (an unread body is not judged)."""
+                started: float, *, body_read: bool = True,
+                iod_messages: Mapping[int, list[IodMessage]] | None = None) -> StarletteResponse:
+        """Record the exchange and judge it after the response is sent (an unread body is not judged).
+
+        ``iod_messages`` are dciodvfy verdicts on request parts (by position) that judging reuses.
+        """
         res = Response(response.status_code, "", Headers(tuple(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers)), Body.of(response.body))
         exchange = Exchange(request=req, response=res, started=started, elapsed=time.time() - started,
                             source="manager")
         from starlette.background import BackgroundTask
 
-        response.background = BackgroundTask(run_in_threadpool, self._judge, exchange, stow, body_read)
+        response.background = BackgroundTask(run_in_threadpool, self._judge, exchange, stow, body_read,
+                                             iod_messages or {})
         return response
 
     # -- the default store policy ---------------------------------------------------------------
     def store_submission(self, submission: Submission) -> StoreOutcome:
-        """Convert, validate and store every instance of a submission (the default ``on_store``)."""
-        from wic_conformance.actors.conversion import Converted, convert_submission
+        """Convert, validate and store every instance of a submission (the default ``on_store``).
+
+        A PS3.10 part is stored byte for byte: its bytes are written once, to the store's
+        temporary file, which the IOD gate (dciodvfy) reads before it is moved into place;
+        dciodvfy's verdict is kept in :attr:`Submission.iod_messages`, so judging the
+        request does not run it again.
+        """
+        from wic_conformance.actors.conversion import convert_submission
 
         stow = submission.stow
         target = stow.target.study_uid if stow.target else None
         results = convert_submission(stow, policy=self.conversion_policy, target_study=target)
+        positions = {id(instance): index for index, instance in enumerate(stow.instances)}
         referenced: list[SopRef] = []
         failed: list[SopRef] = []
         warnings: list[str] = []  # failures first: the Warning header carries only the first few
@@ -641,24 +697,15 @@ class ImageManager:
                 failed.append(SopRef(sop_class, sop_uid, failure_reason=FailureReason.STUDY_UID_MISMATCH))
                 warnings.append(f"{sop_uid}: Study Instance UID {study} differs from the target {target}")
                 continue
-            data = _encode(ds)
-            if self._iod is not None:
-                try:
-                    problem = _iod_errors(self._iod, data, ds)
-                except ValidatorUnavailableError as exc:  # e.g. a transfer syntax dciodvfy cannot read
-                    log.warning("IOD of %s not verified: %s", sop_uid, exc)
-                    notes.append(f"{sop_uid}: stored without an IOD verdict ({exc})")
-                    problem = ""
-                if problem:
-                    failed.append(SopRef(sop_class, sop_uid,
-                                         failure_reason=FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS))
-                    warnings.append(f"{sop_uid}: not stored, the converted instance breaks its IOD: {problem}")
-                    continue
-            if self.dataset_transforms:  # deliberate defects (faults.py): after the checks a Manager runs itself
-                for transform in self.dataset_transforms:
-                    ds = transform(ds)
-                data = _encode(ds)
-            put = self.store.put(ds, data, on_duplicate=self.config.duplicate)
+            gated = self._gate_and_store(result, positions, submission.iod_messages)
+            if gated.unverified:
+                notes.append(f"{sop_uid}: stored without an IOD verdict ({gated.unverified})")
+            if gated.put is None:
+                failed.append(SopRef(sop_class, sop_uid,
+                                     failure_reason=FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS))
+                warnings.append(f"{sop_uid}: not stored, the converted instance breaks its IOD: {gated.iod_errors}")
+                continue
+            put = gated.put
             if not put.stored:
                 failed.append(SopRef(sop_class, sop_uid, failure_reason=FailureReason.DUPLICATE_SOP_INSTANCE))
                 warnings.append(f"{sop_uid}: already stored; resend rejected")
@@ -678,6 +725,49 @@ class ImageManager:
             retrieve_url = f"{submission.base_url}/studies/{target}"
         return StoreOutcome(self._status(referenced, failed), tuple(referenced), tuple(failed), (),
                             retrieve_url, tuple(warnings + notes))
+
+    def _gate_and_store(self, result: Converted, positions: Mapping[int, int],
+                        verdicts: dict[int, list[IodMessage]]) -> _Gated:
+        """Run the IOD gate on one instance and store it if it passes (``put`` is ``None`` when it fails).
+
+        The bytes are staged once in the store and dciodvfy reads that file; a PS3.10 part
+        stored unchanged has its verdict recorded in ``verdicts`` under its part position.
+        With deliberate defects installed (:attr:`dataset_transforms`), the gate judges the
+        instance before they are applied, and the altered instance is stored.
+        """
+        ds = result.dataset
+        source = result.source
+        data: bytes | Body = source.body if source is not None else _encode(ds)
+        if self.dataset_transforms:  # deliberate defects (faults.py): after the checks a Manager runs itself
+            unverified = ""
+            if self._iod is not None:
+                messages, unverified = self._gate(Part10Instance("converted instance", Body.of(data), ds))
+                errors = _errors(messages)
+                if errors:
+                    return _Gated(None, errors, unverified)
+            for transform in self.dataset_transforms:
+                ds = transform(ds)
+            return _Gated(self.store.put(ds, _encode(ds), on_duplicate=self.config.duplicate), "", unverified)
+        if self._iod is None:
+            return _Gated(self.store.put(ds, data, on_duplicate=self.config.duplicate))
+        with self.store.stage(ds, data) as staged:
+            messages, unverified = self._gate(Part10Instance("converted instance", Body.from_file(staged.path), ds))
+            if source is not None and messages is not None and id(source) in positions:
+                verdicts[positions[id(source)]] = messages
+            errors = _errors(messages)
+            if errors:
+                return _Gated(None, errors, unverified)
+            return _Gated(staged.commit(on_duplicate=self.config.duplicate), "", unverified)
+
+    def _gate(self, instance: Part10Instance) -> tuple[list[IodMessage] | None, str]:
+        """Return dciodvfy's messages on ``instance`` (``None`` and why when it could not judge it)."""
+        assert self._iod is not None
+        try:
+            return self._iod.validate(instance), ""
+        except ValidatorUnavailableError as exc:  # e.g. a transfer syntax dciodvfy cannot read
+            sop = instance.dataset.get("SOPInstanceUID") if instance.dataset is not None else None
+            log.warning("IOD of %s not verified: %s", sop, exc)
+            return None, str(exc)
 
     def _status(self, referenced: list[SopRef], failed: list[SopRef]) -> int:
         if referenced and not failed:
@@ -780,13 +870,9 @@ def _encode(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _iod_errors(validator: Dciodvfy, data: bytes, ds: Dataset) -> str:
-    """Return the IOD errors of an instance ``ds`` encoded as ``data``, joined ('' when it is valid).
-
-    ``data`` was just written from ``ds``, so it is not decoded again (dciodvfy reads the bytes).
-    """
-    messages = validator.validate(Part10Instance("converted instance", Body.of(data), ds))
-    return "; ".join(m.text for m in messages if m.level is Severity.ERROR)
+def _errors(messages: list[IodMessage] | None) -> str:
+    """Return the IOD errors among dciodvfy's messages, joined ('' when there are none)."""
+    return "; ".join(m.text for m in messages or () if m.level is Severity.ERROR)
 
 
 def _wanted_transfer_syntax(accept: str | None) -> str | None:

@@ -71,6 +71,7 @@ __all__ = [
     "part10_file_meta_consistent",
     "part10_instance_conforms_to_iod",
     "part10_instance_conforms_to_iod_dicom_validator",
+    "seed_dciodvfy",
 ]
 
 log = logging.getLogger(__name__)
@@ -541,15 +542,50 @@ def _force_read(instance: Part10Instance) -> Dataset | None:
 def _messages(ctx: CheckContext, exchange: Exchange, index: int, instance: Part10Instance,
               engine_key: str, engine: Callable[[], IodValidator]) -> list[IodMessage]:
     """Run an engine once per instance and context (``iod_validators_agree`` reuses the results)."""
-    result: list[IodMessage] = ctx.cached(exchange, f"iod:{engine_key}:{index}",
+    result: list[IodMessage] = ctx.cached(exchange, _cache_key(engine_key, index),
                                           lambda: engine().validate(instance))
     return result
+
+
+def _cache_key(engine_key: str, index: int) -> str:
+    return f"iod:{engine_key}:{index}"
+
+
+def _dciodvfy_engine_key(binary: object) -> str:
+    return f"dciodvfy:{binary}"
 
 
 def _dciodvfy_key(options: Mapping[str, Any]) -> tuple[str, Callable[[], IodValidator]]:
     binary = options.get("dciodvfy")
     timeout = float(options.get("timeout", 60.0))
-    return f"dciodvfy:{binary}", functools.cache(lambda: Dciodvfy(binary, timeout=timeout))
+    return _dciodvfy_engine_key(binary), functools.cache(lambda: Dciodvfy(binary, timeout=timeout))
+
+
+def seed_dciodvfy(ctx: CheckContext, exchange: Exchange, instance_index: int, messages: Sequence[IodMessage],
+                  *, binary: str | os.PathLike[str] | None = None) -> None:
+    """Give the IOD checks dciodvfy's verdict on one instance of ``exchange``, so they do not run it again.
+
+    For an actor that already ran dciodvfy on exactly the bytes the checks would judge
+    (the simulated Image Manager's IOD gate on a PS3.10 part it stores unchanged).
+    ``instance_index`` is the instance's position in ``ctx.instances(exchange)``;
+    ``binary`` is the check option ``dciodvfy`` the verdict stands for (``None``: the
+    default binary, :func:`find_dciodvfy`).  The checks use a seeded verdict only under
+    the same option, so a plan that names another binary still gets its own run.
+
+    Parameters
+    ----------
+    ctx : CheckContext
+        The context the checks will run in.
+    exchange : Exchange
+        The exchange that carries the instance.
+    instance_index : int
+        Position of the instance among the exchange's PS3.10 instances.
+    messages : sequence of IodMessage
+        Everything dciodvfy said (:meth:`Dciodvfy.validate`), errors and warnings alike.
+    binary : str or os.PathLike, optional
+        The dciodvfy the verdict came from, as the check option would name it.
+    """
+    ctx.seed(exchange, _cache_key(_dciodvfy_engine_key(binary), instance_index), list(messages))
 
 
 def _standard_path(options: Mapping[str, Any]) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,9 @@ class TestLargeValues:
         data = with_large_values(native=True)
         ds = read_part10(in_range(tmp_path, data)).dataset
         assert ds is not None
-        copied = copy.deepcopy(ds)
-        assert copied.PixelData == ds.PixelData == dcmread(io.BytesIO(data)).PixelData
+        copied, pickled = copy.deepcopy(ds), pickle.loads(pickle.dumps(ds))
+        assert is_deferred(copied, PIXEL_DATA) and is_deferred(pickled, PIXEL_DATA)
+        assert copied.PixelData == pickled.PixelData == ds.PixelData == dcmread(io.BytesIO(data)).PixelData
 
     def test_a_value_cut_short_is_unreadable(self, tmp_path: Path) -> None:
         ds = dcmread(PART10 / "kos.dcm")

@@ -3,8 +3,12 @@
 Both servers run as their own processes on loopback: Orthanc 1.10 with its
 DICOMweb plugin (:class:`OrthancProcess`), and the simulated Image Manager with
 its default validation on (every request judged by the check registry, every
-instance through the dciodvfy IOD gate) in a fresh Python process.  Two
-measurements, each repeated, alternating which server goes first:
+instance through the dciodvfy IOD gate) in a fresh Python process.  Each runs
+with its own default durability: Orthanc fsyncs every stored file
+(``SyncStorageArea`` defaults to true since 1.7.4), the simulated Manager does
+not (``durable_writes`` is off by default; its atomic rename keeps the store
+consistent when the process crashes).  Two measurements, each repeated,
+alternating which server goes first:
 
 ``stow_rate``
     ``requests`` single-instance PS3.10 STOW-RS requests (the VL Photographic

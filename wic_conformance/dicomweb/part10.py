@@ -92,6 +92,9 @@ class _RangeSource(io.RawIOBase):
     def __deepcopy__(self, memo: dict[int, Any]) -> _RangeSource:
         return _RangeSource(self._path, self._start, self._size)
 
+    def __reduce__(self) -> tuple[type[_RangeSource], tuple[Path, int, int]]:
+        return _RangeSource, (self._path, self._start, self._size)
+
     def held(self) -> _Held:
         """Return a context manager that keeps the file open (with read-ahead) while it is in effect."""
         return _Held(self)
@@ -107,7 +110,7 @@ class _RangeSource(io.RawIOBase):
         if want <= 0:
             return b""
         if self._fd is None:
-            fd = os.open(self._path, os.O_RDONLY)
+            fd = _open(self._path)
             try:
                 data = _pread(fd, want, self._start + self._pos)
             finally:
@@ -133,7 +136,7 @@ class _RangeSource(io.RawIOBase):
         if not 0 <= rel < len(self._ahead):
             if want >= self._AHEAD:
                 return _pread(self._fd, want, self._start + self._pos)
-            self._ahead = os.pread(self._fd, min(self._AHEAD, self._size - self._pos), self._start + self._pos)
+            self._ahead = _pread(self._fd, min(self._AHEAD, self._size - self._pos), self._start + self._pos)
             self._ahead_at, rel = self._pos, 0
         if rel + want <= len(self._ahead):
             return self._ahead[rel:rel + want]
@@ -163,14 +166,25 @@ class _RangeSource(io.RawIOBase):
         self._ahead = b""
 
 
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+
+def _pread_once(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows; each descriptor has one reader
+    return os.read(fd, size)  # pragma: no cover
+
+
 def _pread(fd: int, size: int, offset: int) -> bytes:
     """Read up to ``size`` bytes at ``offset`` (fewer only at the end of the file), as one bytes object."""
-    data = os.pread(fd, size, offset)
+    data = _pread_once(fd, size, offset)
     if len(data) == size or not data:
         return data
     chunks = [data]
     got = len(data)
-    while got < size and (more := os.pread(fd, size - got, offset + got)):
+    while got < size and (more := _pread_once(fd, size - got, offset + got)):
         chunks.append(more)
         got += len(more)
     return b"".join(chunks)
@@ -183,7 +197,7 @@ class _Held:
     def __enter__(self) -> _RangeSource:
         source = self._source
         if source._fd is None:
-            source._fd = os.open(source._path, os.O_RDONLY)
+            source._fd = _open(source._path)
         return source
 
     def __exit__(self, *exc: object) -> None:

@@ -82,6 +82,12 @@ class AsgiServer:
         Serve HTTPS.
     server_header, date_header : bool
         Whether uvicorn adds its own Server and Date fields (a relay passes the upstream's on).
+    http : str
+        uvicorn's HTTP/1.1 implementation: ``"h11"`` (pure Python, the default: its limits and
+        error answers are the ones the Image Manager's tests know) or ``"httptools"`` (the C
+        parser, for throughput).
+    loop : str
+        uvicorn's event loop: ``"asyncio"`` (the default) or ``"uvloop"``.
     """
 
     def __init__(
@@ -96,6 +102,8 @@ class AsgiServer:
         h11_max_incomplete_event_size: int = 64 * 1024,
         server_header: bool = True,
         date_header: bool = True,
+        http: str = "h11",
+        loop: str = "asyncio",
     ) -> None:
         self.capture = ErrorCapture(app)
         self.host = host
@@ -103,7 +111,8 @@ class AsgiServer:
         self._ssl = (ssl_certfile, ssl_keyfile)
         self._config_kwargs = {"timeout_keep_alive": timeout_keep_alive,
                                "h11_max_incomplete_event_size": h11_max_incomplete_event_size,
-                               "server_header": server_header, "date_header": date_header}
+                               "server_header": server_header, "date_header": date_header,
+                               "http": http, "loop": loop}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

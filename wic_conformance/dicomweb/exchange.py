@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Body",
+    "RangeIO",
     "Document",
     "DocumentRole",
     "Exchange",
@@ -81,6 +82,38 @@ class Headers:
         """Return a copy with secret header values replaced by ``<redacted>``."""
         secret = {n.lower() for n in names}
         return Headers(tuple((k, "<redacted>" if k.lower() in secret else v) for k, v in self.items))
+
+
+class RangeIO(io.RawIOBase):
+    """Base of the readers of a byte range of a file: range-relative positions, seekable and readable.
+
+    Subclasses set ``_size`` and ``_pos`` and implement the reads.
+    """
+
+    _size: int
+    _pos: int
+
+    def readable(self) -> bool:
+        """Return True: a range reader reads."""
+        return True
+
+    def seekable(self) -> bool:
+        """Return True: a range reader seeks within its range."""
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET, /) -> int:
+        """Move to a range-relative position (positions past the end read nothing)."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence ({whence})")
+        if base + pos < 0:
+            raise ValueError(f"negative seek position {base + pos}")
+        self._pos = base + pos
+        return self._pos
+
+    def tell(self) -> int:
+        """Return the range-relative position."""
+        return self._pos
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +203,7 @@ class Body:
         except OSError:
             return False
 
-    class _RangeReader(io.RawIOBase):
+    class _RangeReader(RangeIO):
         """Unbuffered, seekable reader of ``size`` bytes of a file from ``offset``; positions are range-relative.
 
         Its ``name`` is ``"<path>[<start>:<end>]"``, which is not a file name: nothing
@@ -185,12 +218,6 @@ class Body:
             self._start = offset
             self._size = size
             self._pos = 0
-
-        def readable(self) -> bool:
-            return True
-
-        def seekable(self) -> bool:
-            return True
 
         def readinto(self, buffer: WriteableBuffer, /) -> int:
             with memoryview(buffer) as view, view.cast("B") as flat:
@@ -210,18 +237,6 @@ class Body:
             data = self._file.read(want) or b""
             self._pos += len(data)
             return data
-
-        def seek(self, pos: int, whence: int = io.SEEK_SET, /) -> int:
-            base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}.get(whence)
-            if base is None:
-                raise ValueError(f"invalid whence ({whence})")
-            if base + pos < 0:
-                raise ValueError(f"negative seek position {base + pos}")
-            self._pos = base + pos
-            return self._pos
-
-        def tell(self) -> int:
-            return self._pos
 
         def close(self) -> None:
             if not self.closed:

@@ -27,7 +27,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import VR
 
 from wic_conformance.dicomweb.deviation import Deviation
-from wic_conformance.dicomweb.exchange import Body
+from wic_conformance.dicomweb.exchange import Body, RangeIO
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -67,7 +67,7 @@ class Part10Instance:
         return str(value) if value else None
 
 
-class _RangeSource(io.RawIOBase):
+class _RangeSource(RangeIO):
     """A seekable reader of ``size`` bytes of a file from ``offset`` that holds no file open between uses.
 
     While :meth:`held` is in effect (the first decoding), reads go through one open
@@ -98,12 +98,6 @@ class _RangeSource(io.RawIOBase):
     def held(self) -> _Held:
         """Return a context manager that keeps the file open (with read-ahead) while it is in effect."""
         return _Held(self)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def read(self, size: int | None = -1, /) -> bytes:
         want = self._size - self._pos if size is None or size < 0 else min(size, self._size - self._pos)
@@ -142,18 +136,6 @@ class _RangeSource(io.RawIOBase):
             return self._ahead[rel:rel + want]
         first = self._ahead[rel:]
         return first + _pread(self._fd, want - len(first), self._start + self._pos + len(first))
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET, /) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}.get(whence)
-        if base is None:
-            raise ValueError(f"invalid whence ({whence})")
-        if base + pos < 0:
-            raise ValueError(f"negative seek position {base + pos}")
-        self._pos = base + pos
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
 
     def close(self) -> None:
         self._release()

@@ -11,7 +11,10 @@ import hashlib
 import http.client
 import io
 import json
+import logging
+import os
 import random
+import signal
 import socket
 import ssl
 import struct
@@ -27,6 +30,7 @@ import requests
 from pydicom import dcmread
 
 from tests.actors.test_recorder import assert_valid_har, body_bytes
+from wic_conformance.actors import proxy as proxy_module
 from wic_conformance.actors.capturer import ImageCapturer
 from wic_conformance.actors.manager import Auth, ImageManager, ManagerConfig
 from wic_conformance.actors.proxy import Flow, RecordingProxy, forwardable_headers
@@ -36,6 +40,7 @@ from wic_conformance.dicomweb import media_types as mt
 from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.har import iter_har_exchanges
 from wic_conformance.dicomweb.multipart import encode_multipart
+from wic_conformance.findings import Finding
 from wic_conformance.model.fixtures import FixtureIndex
 from wic_conformance.model.instances import new_uid
 from wic_conformance.validate.all_checks import REGISTRY
@@ -103,7 +108,7 @@ class Origin:
                 break
         self.seen.append({"method": scope["method"], "raw_path": scope["raw_path"], "query": scope["query_string"],
                           "headers": [(k.decode(), v.decode()) for k, v in scope["headers"]],
-                          "sha256": digest.hexdigest(), "size": size})
+                          "sha256": digest.hexdigest(), "size": size, "client": scope.get("client")})
         path = scope["path"]
         if path.startswith("/stream/"):
             data = streamed(int(path.rsplit("/", 1)[1]))
@@ -187,6 +192,48 @@ class DyingOrigin:
                 time.sleep(0.1)
         except OSError:
             pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+class ScriptedOrigin:
+    """A socket server that reads each request head and hands the connection to ``answer(conn, head)``."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            self.answer(conn, head)
+        except OSError as exc:
+            self.errors.append(exc)
         finally:
             conn.close()
 
@@ -471,6 +518,128 @@ class TestHttpSemantics:
         assert events == ["request GET", "response 200", "done"]
 
 
+class TestUpstreamClient:
+    def test_connections_to_the_upstream_are_kept_alive(self, origin: tuple[Origin, str]) -> None:
+        app, base = origin
+        with RecordingProxy(base, judge=False) as proxy, requests.Session() as session:
+            for n in range(3):
+                assert session.post(proxy.url + f"/echo/{n}", data=b"x" * n, timeout=10).status_code == 200
+        assert len({seen["client"] for seen in app.seen}) == 1
+
+    def test_interim_responses_are_skipped_and_a_body_may_end_with_the_connection(self, tmp_path: Path) -> None:
+        body = streamed(50_000)
+
+        def answer(conn: socket.socket, head: bytes) -> None:
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                         b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
+            for start in range(0, len(body), 10_000):
+                conn.sendall(body[start:start + 10_000])
+
+        scripted = ScriptedOrigin(answer)
+        try:
+            with RecordingProxy(scripted.url, record_dir=tmp_path / "rec") as proxy:
+                r = requests.get(proxy.url + "/until-close", timeout=10)
+                proxy.check_errors()
+        finally:
+            scripted.close()
+        assert r.status_code == 200 and r.content == body
+        (entry,) = load_recording(tmp_path / "rec")["log"]["entries"]
+        assert "_truncated" not in entry and entry["response"]["status"] == 200
+        assert entry["response"]["content"]["_sha256"] == sha(body)
+
+    def test_an_answer_before_the_body_while_the_upstream_reads_on(self, tmp_path: Path) -> None:
+        def answer(conn: socket.socket, head: bytes) -> None:
+            conn.sendall(b"HTTP/1.1 415 Unsupported Media Type\r\nContent-Length: 2\r\n\r\nno")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            left = length - len(head.split(b"\r\n\r\n", 1)[1])
+            while left > 0:  # the upstream takes the whole body (as Orthanc does) and keeps its answer
+                left -= len(conn.recv(1 << 20))
+
+        scripted = ScriptedOrigin(answer)
+        body = streamed(8_000_000)
+        try:
+            with RecordingProxy(scripted.url, record_dir=tmp_path / "rec") as proxy:
+                host, port = proxy.url.split("//")[1].split(":")
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                conn.request("POST", "/studies", body=body, headers={"Content-Type": "application/octet-stream"})
+                response = conn.getresponse()  # http.client reads the answer only once it has sent everything
+                assert (response.status, response.read()) == (415, b"no")
+                conn.close()
+                proxy.check_errors()
+        finally:
+            scripted.close()
+        (entry,) = load_recording(tmp_path / "rec")["log"]["entries"]
+        assert "_truncated" not in entry and entry["request"]["postData"]["_sha256"] == sha(body)
+
+    def test_an_answer_before_the_body_is_complete(self, tmp_path: Path) -> None:
+        def answer(conn: socket.socket, head: bytes) -> None:
+            conn.sendall(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!")
+            time.sleep(0.5)  # read no more of the body, then close: the proxy cannot send the rest
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+        scripted = ScriptedOrigin(answer)
+        body = streamed(64_000_000)  # more than the socket buffers between the proxy and the upstream hold
+        try:
+            with RecordingProxy(scripted.url, record_dir=tmp_path / "rec") as proxy:
+                try:
+                    r = requests.post(proxy.url + "/studies", data=body, timeout=30,
+                                      headers={"Content-Type": "application/octet-stream"})
+                    assert r.status_code == 413 and r.content == b"big!"
+                except requests.ConnectionError:
+                    pass  # the proxy answered and closed while the client was still sending
+                proxy.check_errors()
+        finally:
+            scripted.close()
+        (entry,) = load_recording(tmp_path / "rec")["log"]["entries"]
+        assert entry["response"]["status"] == 413 and entry["response"]["content"]["text"] == "big!"
+        assert entry["_truncated"] is True and entry["_truncation"]["side"] == "request"
+        assert "answered before the request body was complete" in entry["_truncation"]["reason"]
+        assert entry["request"]["bodySize"] < len(body)
+
+
+class TestResponseFraming:
+    @staticmethod
+    def frame(raw: bytes, *, step: int = 0, head_only: bool = False) -> tuple[Any, bytes]:
+        framing = proxy_module._ResponseFraming(head_only=head_only)
+        step = step or len(raw)
+        body = b"".join(piece for i in range(0, len(raw), step) for piece in framing.feed(raw[i:i + step]))
+        return framing, body
+
+    @pytest.mark.parametrize("step", [1, 7, 0])
+    def test_chunked_with_extensions_trailers_and_an_interim_response(self, step: int) -> None:
+        raw = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n"
+               b"X-Folded: a\r\n  b\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n")
+        framing, body = self.frame(raw, step=step)
+        assert (framing.status, framing.reason, framing.complete, body) == (200, "OK", True, b"hello world")
+        assert framing.headers == [("Transfer-Encoding", "gzip, chunked"), ("X-Folded", "a b")]
+        assert framing.keep_alive and not framing.until_close
+
+    @pytest.mark.parametrize("step", [1, 0])
+    def test_content_length_and_what_follows(self, step: int) -> None:
+        framing, body = self.frame(b"HTTP/1.0 404 Not Found\r\nContent-Length: 3\r\n\r\nabcEXTRA", step=step)
+        assert (framing.status, body, framing.complete, framing.keep_alive) == (404, b"abc", True, False)
+
+    def test_no_body_for_head_204_and_304(self) -> None:
+        assert self.frame(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", head_only=True)[0].complete
+        for status in (b"204 No Content", b"304 Not Modified"):
+            framing, body = self.frame(b"HTTP/1.1 " + status + b"\r\nContent-Length: 9\r\n\r\n")
+            assert framing.complete and body == b""
+
+    def test_until_close(self) -> None:
+        framing, body = self.frame(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\nsome bytes", step=3)
+        assert framing.until_close and not framing.complete and not framing.keep_alive and body == b"some bytes"
+
+    @pytest.mark.parametrize("raw", [b"SPDY/3 200 OK\r\n\r\n", b"HTTP/1.1 20 OK\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\r\nNo colon\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                                     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n"])
+    def test_malformed_responses(self, raw: bytes) -> None:
+        with pytest.raises(proxy_module._UpstreamError, match="RemoteProtocolError"):
+            self.frame(raw)
+
+
 class TestFailures:
     def test_upstream_refuses_connections(self, tmp_path: Path) -> None:
         closed = socket.create_server(("127.0.0.1", 0))
@@ -605,6 +774,49 @@ class TestJudging:
         (entry,) = load_recording(tmp_path / "rec")["log"]["entries"]
         assert entry["_wic"]["retrieved"][0]["_sha256"]
         assert "conversion_is_part10" in {r["check"] for r in entry["_wic"]["results"]}
+
+    def test_judging_runs_in_a_process_of_its_own(self, im: tuple[ImageManager, Received]) -> None:
+        with RecordingProxy(im[0].url) as proxy:
+            proxy.drain()
+            pid = proxy.judging_process_id
+            assert pid is not None and pid != os.getpid()
+            ImageCapturer(proxy.url).store(root_type=mt.APPLICATION_DICOM, parts=[(
+                {"Content-Type": mt.APPLICATION_DICOM}, part10("part10/broken-missing-patient-name"))])
+            findings = proxy.check()
+        assert findings and all(isinstance(f, Finding) and f.requirement for f in findings)
+        assert any(type(f) is not Finding for f in findings)  # the checks' own finding classes survive the trip
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # stopping the proxy ended it
+
+    def test_a_thread_judges_when_the_process_cannot_start(self, im: tuple[ImageManager, Received],
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch.setattr(proxy_module, "_JUDGE_BOOT", "import sys; sys.exit(3)")
+        with caplog.at_level(logging.WARNING, logger=proxy_module.__name__), RecordingProxy(im[0].url) as proxy:
+            proxy.drain()
+            assert proxy.judging_process_id is None
+            ImageCapturer(proxy.url).store(root_type=mt.APPLICATION_DICOM,
+                                           parts=[({"Content-Type": mt.APPLICATION_DICOM}, part10())])
+            proxy.drain()
+            (verdict,) = proxy.verdicts
+        assert verdict.judged and verdict.results and not verdict.errors
+        assert "judging in a thread of the proxy instead" in caplog.text
+
+    def test_a_thread_judges_when_the_process_dies(self, im: tuple[ImageManager, Received],
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level(logging.WARNING, logger=proxy_module.__name__), RecordingProxy(im[0].url) as proxy:
+            proxy.drain()
+            pid = proxy.judging_process_id
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            capturer = ImageCapturer(proxy.url)
+            for _ in range(2):
+                capturer.store(root_type=mt.APPLICATION_DICOM,
+                               parts=[({"Content-Type": mt.APPLICATION_DICOM}, part10())])
+            proxy.drain()
+            verdicts = proxy.verdicts
+        assert [v.judged and bool(v.results) for v in verdicts] == [True, True]
+        assert "judging process is not available" in caplog.text
 
     def test_judging_can_be_switched_off(self, im: tuple[ImageManager, Received]) -> None:
         with RecordingProxy(im[0].url, judge=False) as proxy:

@@ -11,8 +11,8 @@ this process.  Two measurements per upstream, each repeated, alternating the ord
     fixture, re-identified; all bodies built before the clock starts) sent one
     after the other over one keep-alive ``requests.Session``, straight to the
     upstream (``direct``), through a proxy that records and judges each exchange
-    (``proxied``, the default configuration: judging runs in a worker thread
-    after the response is relayed) and through a proxy that only records
+    (``proxied``, the default configuration: judging runs in the proxy's judging
+    process after the response is relayed) and through a proxy that only records
     (``relayed``, ``judge=False``).  Per round, the median time per request of
     each path; ``added_ms`` is the proxied median minus the direct median (and
     ``added_relay_ms`` the same for the recording-only proxy).
@@ -25,7 +25,8 @@ this process.  Two measurements per upstream, each repeated, alternating the ord
     ``throughput_ratio`` is direct time / proxied time, per round.  Each proxied
     upload gets a fresh proxy process, whose peak RSS (``VmHWM``, read by the
     process itself as it exits, after judging and writing the recording) is
-    ``peak_rss_mib``.
+    ``peak_rss_mib``; ``judge_peak_rss_mib`` is that of its judging process (read
+    just before it ends), reported beside it.
 
 The simulated Image Manager runs with judging and the IOD gate off
 (``judge=False, validate_iod=False``), so that its own background work does not
@@ -79,21 +80,27 @@ TARGET_THROUGHPUT_RATIO = 0.9
 TARGET_RSS_MIB = 100.0
 _ACCEPT = {"Accept": mt.APPLICATION_DICOM_JSON}
 
-# argv[1]: {"upstream", "record_dir", "judge"}.  Prints {"url"} once listening; on a line on stdin,
-# stops (waiting for verdicts, writing recording.har) and prints its peak and current RSS.
+# argv[1]: {"upstream", "record_dir", "judge"}.  Prints {"url"} once listening (and its judging process is
+# ready); on a line on stdin, stops (waiting for verdicts, writing recording.har) and prints its peak and
+# current RSS, and the judging process's peak RSS read just before it ends (0 without one).
 _PROXY_CHILD = r"""
 import json, sys
 from wic_conformance.actors.proxy import RecordingProxy
 args = json.loads(sys.argv[1])
 proxy = RecordingProxy(args["upstream"], record_dir=args["record_dir"], judge=args["judge"]).start()
+proxy.drain()
 sys.stdout.write(json.dumps({"url": proxy.url}) + "\n")
 sys.stdout.flush()
 sys.stdin.readline()
-proxy.stop()
-def status(key):
-    with open("/proc/self/status") as handle:
+def status(key, pid="self"):
+    with open(f"/proc/{pid}/status") as handle:
         return int(handle.read().split(key + ":")[1].split()[0])
-sys.stdout.write(json.dumps({"peak_rss_kib": status("VmHWM"), "rss_kib": status("VmRSS")}) + "\n")
+proxy.drain()
+judge = proxy.judging_process_id
+judge_peak = status("VmHWM", judge) if judge else 0
+proxy.stop()
+sys.stdout.write(json.dumps({"peak_rss_kib": status("VmHWM"), "rss_kib": status("VmRSS"),
+                             "judge_peak_rss_kib": judge_peak}) + "\n")
 sys.stdout.flush()
 """
 
@@ -260,6 +267,7 @@ def _upload_round(upstream: str, work: Path, body: Path, content_type: str, roun
             out["proxied_s"], out["proxied_status"] = _upload(proxy.url, body, content_type)
             proxy_rss = proxy.finish()
         out["peak_rss_mib"] = proxy_rss.get("peak_rss_kib", 0) / 1024
+        out["judge_peak_rss_mib"] = proxy_rss.get("judge_peak_rss_kib", 0) / 1024
     return out
 
 
@@ -288,6 +296,7 @@ def _measure(upstream: str, work: Path, *, template: bytes, count: int, body: Pa
             "throughput_ratio": spread(ratios),
             "statuses": sorted({u["direct_status"] for u in uploads} | {u["proxied_status"] for u in uploads}),
             "peak_rss_mib": spread(rss),
+            "judge_peak_rss_mib": spread([u["judge_peak_rss_mib"] for u in uploads]),
         },
     }
     result["met"] = (spread(added)["median"] <= TARGET_ADDED_MS and spread(ratios)["median"] >= TARGET_THROUGHPUT_RATIO

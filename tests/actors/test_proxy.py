@@ -455,6 +455,23 @@ class TestHttpSemantics:
         assert reply.startswith(b"HTTP/1.1 200 ")
         assert "expect" not in app.headers() and app.seen[-1]["sha256"] == sha(b"12345")
 
+    def test_request_heads_are_bounded(self, origin: tuple[Origin, str]) -> None:
+        app, base = origin
+        with RecordingProxy(base, judge=False) as proxy:
+            host, port = proxy.url.split("//")[1].split(":")
+            answers = []
+            for size in (50_000, 900_000, 1_200_000):
+                with socket.create_connection((host, int(port)), timeout=10) as sock:
+                    sock.sendall(b"GET /big HTTP/1.1\r\nHost: p\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
+                    answer = b""
+                    while b"\r\n\r\n" not in answer:
+                        answer += sock.recv(4096)
+                    answers.append((answer.split(b" ")[1], b"via: 1.1 wic-conformance" in answer.lower()))
+            assert requests.get(proxy.url + "/after", timeout=10).status_code == 200
+        # relayed (the origin itself takes heads up to 64 KiB), relayed (the origin refuses it), refused by the proxy
+        assert answers == [(b"200", True), (b"400", True), (b"400", False)]
+        assert [seen["raw_path"] for seen in app.seen] == [b"/big", b"/after"]
+
     def test_chunked_both_ways(self, origin: tuple[Origin, str], tmp_path: Path) -> None:
         app, base = origin
         data = streamed(300_000)

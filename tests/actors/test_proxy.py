@@ -624,12 +624,16 @@ class TestResponseFraming:
 
     @pytest.mark.parametrize("step", [1, 7, 0])
     def test_chunked_with_extensions_trailers_and_an_interim_response(self, step: int) -> None:
-        raw = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n"
+        raw = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
                b"X-Folded: a\r\n  b\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n")
         framing, body = self.frame(raw, step=step)
         assert (framing.status, framing.reason, framing.complete, body) == (200, "OK", True, b"hello world")
-        assert framing.headers == [("Transfer-Encoding", "gzip, chunked"), ("X-Folded", "a b")]
+        assert framing.headers == [("Transfer-Encoding", "chunked"), ("X-Folded", "a b")]
         assert framing.keep_alive and not framing.until_close
+
+    def test_a_transfer_coding_other_than_chunked_is_refused(self) -> None:
+        with pytest.raises(proxy_module._UpstreamError, match="chunked"):
+            self.frame(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
 
     @pytest.mark.parametrize("step", [1, 0])
     def test_content_length_and_what_follows(self, step: int) -> None:

@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, cast, runtime_checkable
 
+import h11
 import httpx
 
 from wic_conformance.actors.recorder import (
@@ -638,13 +639,13 @@ _MAX_RESPONSE_HEAD = 1 << 20
 
 
 class _ResponseFraming:
-    """Incremental HTTP/1.1 response framing (RFC 9112): heads, then each body by length, by chunks or until close.
+    """Incremental HTTP/1.1 response framing (RFC 9112) by h11: heads, then each body by length, chunks or close.
 
-    Interim (1xx) responses are skipped; a response to HEAD, and a 204 or 304, has no body;
-    Transfer-Encoding ending in chunked means chunks, any other Transfer-Encoding means the
-    body ends with the connection, else Content-Length (all its values the same) counts it,
-    else the end of the connection ends it (RFC 9112 §6.3).  The body comes out de-chunked;
-    trailer fields are read and dropped.  Malformed input raises :class:`_UpstreamError`.
+    An h11 client connection is primed with a body-less request of the same method (the
+    real request head and body are written by the relay itself), so that h11 frames the
+    answer as it would for that request: interim (1xx) responses are skipped, a response
+    to HEAD and a 204 or 304 have no body, chunked bodies come out de-chunked and
+    trailers are dropped.  Malformed input raises :class:`_UpstreamError`.
     """
 
     def __init__(self, *, head_only: bool) -> None:
@@ -658,139 +659,49 @@ class _ResponseFraming:
         self.complete = False
         self.until_close = False
         self.received = 0
-        self._buffer = bytearray()
-        self._state = "head"
-        self._remaining = 0
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_RESPONSE_HEAD)
+        self._conn.send(h11.Request(method="HEAD" if head_only else "GET", target="/", headers=[("Host", "upstream")]))
+        self._conn.send(h11.EndOfMessage())
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Take bytes from the connection; return the body pieces they complete (possibly none)."""
+        """Take bytes from the connection (``b""`` at its end); return the body pieces they complete."""
         pieces: list[bytes] = []
         if self.complete:
             return pieces
-        if self._state == "length" and not self._buffer:  # the bulk of a large body: no copy
-            if len(data) <= self._remaining:
-                self._remaining -= len(data)
-                self._take(pieces, data)
-                if not self._remaining:
+        try:
+            self._conn.receive_data(data)
+            while True:
+                event = self._conn.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    break
+                if isinstance(event, h11.InformationalResponse):
+                    continue  # interim: not relayed, as a client would not act on it; the final head follows
+                if isinstance(event, h11.Response):
+                    self._head(event)
+                elif isinstance(event, h11.Data):
+                    if event.data:
+                        self.received += len(event.data)
+                        pieces.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
                     self.complete = True
-                return pieces
-        if self._state == "close":
-            self._take(pieces, data)
-            return pieces
-        self._buffer += data
-        while not self.complete:
-            if self._state == "head":
-                if not self._head():
+                    self.keep_alive = self._conn.their_state is h11.DONE and self._conn.our_state is h11.DONE
                     break
-            elif self._state == "length":
-                piece = bytes(self._buffer[:self._remaining])
-                del self._buffer[:len(piece)]
-                self._remaining -= len(piece)
-                self._take(pieces, piece)
-                if self._remaining:
+                elif isinstance(event, h11.ConnectionClosed):
                     break
-                self.complete = True
-            elif self._state == "close":
-                self._take(pieces, bytes(self._buffer))
-                self._buffer.clear()
-                break
-            elif self._state in ("size", "trailer"):
-                end = self._buffer.find(b"\n")
-                if end < 0:
-                    if len(self._buffer) > _MAX_RESPONSE_HEAD:
-                        raise _UpstreamError("RemoteProtocolError", "a chunk size or trailer line is too long")
-                    break
-                line = bytes(self._buffer[:end]).rstrip(b"\r")
-                del self._buffer[:end + 1]
-                if self._state == "trailer":
-                    self.complete = not line
-                    continue
-                size = line.split(b";", 1)[0].strip()
-                try:
-                    self._remaining = int(size, 16)
-                except ValueError:
-                    raise _UpstreamError("RemoteProtocolError", f"bad chunk size {size[:40]!r}") from None
-                self._state = "chunk" if self._remaining else "trailer"
-            elif self._state == "chunk":
-                if not self._buffer:
-                    break
-                piece = bytes(self._buffer[:self._remaining])
-                del self._buffer[:len(piece)]
-                self._remaining -= len(piece)
-                self._take(pieces, piece)
-                if self._remaining:
-                    break
-                self._state = "chunk-end"
-            elif self._state == "chunk-end":
-                if len(self._buffer) < 2 and self._buffer[:1] != b"\n":
-                    break
-                if self._buffer[:1] == b"\n":
-                    del self._buffer[:1]
-                elif self._buffer[:2] == b"\r\n":
-                    del self._buffer[:2]
-                else:
-                    raise _UpstreamError("RemoteProtocolError", "a chunk does not end with CRLF")
-                self._state = "size"
+        except h11.RemoteProtocolError as exc:
+            raise _UpstreamError("RemoteProtocolError", str(exc)) from None
         return pieces
 
-    def _take(self, pieces: list[bytes], piece: bytes) -> None:
-        if piece:
-            self.received += len(piece)
-            pieces.append(piece)
-
-    def _head(self) -> bool:
-        """Parse one response head from the buffer; return whether one was there."""
-        end = self._buffer.find(b"\r\n\r\n")
-        cut = 4
-        if end < 0:
-            end, cut = self._buffer.find(b"\n\n"), 2
-        if end < 0:
-            if len(self._buffer) > _MAX_RESPONSE_HEAD:
-                raise _UpstreamError("RemoteProtocolError", f"the response head exceeds {_MAX_RESPONSE_HEAD} bytes")
-            return False
-        lines = bytes(self._buffer[:end]).decode("latin-1").split("\n")
-        del self._buffer[:end + cut]
-        status_line = lines[0].rstrip("\r")
-        version, _, rest = status_line.partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise _UpstreamError("RemoteProtocolError", f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        headers: list[tuple[str, str]] = []
-        for raw in lines[1:]:
-            line = raw.rstrip("\r")
-            if line[:1] in (" ", "\t") and headers:  # obsolete line folding (RFC 9112 §5.2): one space
-                headers[-1] = (headers[-1][0], f"{headers[-1][1]} {line.strip()}")
-                continue
-            name, colon, value = line.partition(":")
-            if not colon or not name or name != name.strip():
-                raise _UpstreamError("RemoteProtocolError", f"malformed header field line {line[:80]!r}")
-            headers.append((name, value.strip(" \t")))
-        status = int(code)
-        if 100 <= status < 200:
-            return True  # interim: not relayed, as a client would not act on it; the final head follows
-        self.status, self.reason, self.http_version, self.headers = status, reason, version, headers
+    def _head(self, event: h11.Response) -> None:
+        self.status, self.reason = event.status_code, event.reason.decode("latin-1")
+        self.http_version = f"HTTP/{event.http_version.decode('latin-1')}"
+        # h11 keeps the names as sent in ``raw_items``; the recording keeps the Manager's spelling
+        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()]
         self.head_done = True
-        connection = {t.strip().lower() for k, v in headers if k.lower() == "connection" for t in v.split(",")}
-        self.keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
-        codings = [t.strip().lower() for k, v in headers if k.lower() == "transfer-encoding" for t in v.split(",")]
-        lengths = {v.strip() for k, v in headers if k.lower() == "content-length"}
-        if self.head_only or status in (204, 304):
-            self.complete = True
-        elif codings:
-            self._state = "size" if codings[-1] == "chunked" else "close"
-        elif lengths:
-            length = lengths.pop()
-            if lengths or not length.isdigit():
-                raise _UpstreamError("RemoteProtocolError", "the Content-Length fields are invalid or disagree")
-            self._remaining = int(length)
-            self._state = "length"
-            self.complete = not self._remaining
-        else:
-            self._state = "close"
-        if self._state == "close":
-            self.until_close = True
-            self.keep_alive = False
-        return True
+        framed = any(k.lower() in ("content-length", "transfer-encoding") for k, _ in self.headers)
+        no_body = self.head_only or self.status in (204, 304)
+        self.until_close = not framed and not no_body
+        self.keep_alive = not self.until_close
 
 
 class _UpstreamConnection(asyncio.Protocol):

@@ -145,19 +145,13 @@ def origin() -> Iterator[tuple[Origin, str]]:
         server.check_errors()
 
 
-class DyingOrigin:
-    """A socket server whose first connection breaks: after ``cut`` request bytes, or mid-response.
+class _SocketOrigin:
+    """A loopback socket server that hands each accepted connection to ``_handle`` in a thread of its own."""
 
-    Later connections read the request head and answer ``200 ok``.  It speaks just enough HTTP
-    for these tests.
-    """
-
-    def __init__(self, *, cut: int | None = None, response_cut: bool = False) -> None:
-        self.cut, self.response_cut = cut, response_cut
+    def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.received_first = 0
         self._stop = threading.Event()
         self._connections = 0
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -171,6 +165,27 @@ class DyingOrigin:
                 continue
             self._connections += 1
             threading.Thread(target=self._handle, args=(conn, self._connections == 1), daemon=True).start()
+
+    def _handle(self, conn: socket.socket, first: bool) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+class DyingOrigin(_SocketOrigin):
+    """A socket server whose first connection breaks: after ``cut`` request bytes, or mid-response.
+
+    Later connections read the request head and answer ``200 ok``.  It speaks just enough HTTP
+    for these tests.
+    """
+
+    def __init__(self, *, cut: int | None = None, response_cut: bool = False) -> None:
+        self.cut, self.response_cut = cut, response_cut
+        self.received_first = 0
+        super().__init__()
 
     def _handle(self, conn: socket.socket, first: bool) -> None:
         conn.settimeout(10)
@@ -195,34 +210,16 @@ class DyingOrigin:
         finally:
             conn.close()
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
-
-class ScriptedOrigin:
+class ScriptedOrigin(_SocketOrigin):
     """A socket server that reads each request head and hands the connection to ``answer(conn, head)``."""
 
     def __init__(self, answer: Any) -> None:
         self.answer = answer
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket, first: bool) -> None:
         conn.settimeout(10)
         head = b""
         try:
@@ -236,11 +233,6 @@ class ScriptedOrigin:
             self.errors.append(exc)
         finally:
             conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 # -- the Image Manager as upstream, with what it received ----------------------------------------------

@@ -23,6 +23,15 @@ class TestValidate:
         assert status == 0, text
         assert text.strip().endswith("0 error(s), 0 warning(s), 0 info") or "0 error(s)" in text
 
+    def test_bundled_iod_tables_judge_without_a_standard_folder(self) -> None:
+        path = Path(__file__).parent.parent / "fixtures" / "part10" / "broken" / "missing-patient-name.dcm"
+        status, text = run("validate", "--standard", "bundled", "--check",
+                           "part10_instance_conforms_to_iod_dicom_validator", "--format", "json", str(path))
+        assert status == 1, text
+        (finding,) = json.loads(text)["findings"]
+        assert finding["requirement"] == "CONV-007" and "dicom-validator" in finding["message"]
+        assert "(0010,0010)" in finding["message"]
+
     def test_broken_json_exits_1_and_names_the_requirement(self) -> None:
         status, text = run("validate", "--format", "json", str(INDEX["json/broken-lowercase-tags"].path))
         assert status == 1

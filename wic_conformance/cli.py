@@ -393,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--check", action="append", metavar="NAME", help="run only this check (repeatable)")
     val.add_argument("--strict", action="store_true", help="parse strictly: stop at the first grammar deviation")
     val.add_argument("--standard", metavar="DIR",
-                     help="local DICOM standard folder for dicom-validator (never downloaded)")
+                     help="local DICOM standard folder for dicom-validator (never downloaded), or 'bundled' "
+                          "for the tables shipped with the toolkit (WIC IODs only)")
     val.set_defaults(func=_cmd_validate)
 
     man = sub.add_parser("manager", help="run the simulated Image Manager (STOW-RS, QIDO-RS, WADO-RS, PDQm)")

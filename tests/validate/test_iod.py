@@ -566,3 +566,95 @@ class TestSeedDciodvfy:
         ctx = check_context("part10_instance_conforms_to_iod", {"dciodvfy": "/opt/dciodvfy"})
         iod.seed_dciodvfy(ctx, exchange, 0, [], binary="/opt/dciodvfy")
         assert run_check(REGISTRY["part10_instance_conforms_to_iod"], ctx, exchange).outcome is Outcome.PASSED
+
+
+# -- the bundled IOD tables (dicom-validator without any standard download) -------------------------
+BUNDLED_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.1", "1.2.840.10008.5.1.4.1.1.7.2",
+    "1.2.840.10008.5.1.4.1.1.7.3", "1.2.840.10008.5.1.4.1.1.7.4", "1.2.840.10008.5.1.4.1.1.77.1.1",
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1", "1.2.840.10008.5.1.4.1.1.77.1.2", "1.2.840.10008.5.1.4.1.1.77.1.2.1",
+    "1.2.840.10008.5.1.4.1.1.77.1.4", "1.2.840.10008.5.1.4.1.1.77.1.4.1", "1.2.840.10008.5.1.4.1.1.104.1",
+    "1.2.840.10008.5.1.4.1.1.104.2",
+}
+GOOD_COVERED = ["vl-photographic.dcm", "vl-photographic-lossless.dcm", "video-photographic.dcm",
+                "encapsulated-pdf.dcm", "secondary-capture.dcm"]
+
+
+@pytest.mark.usefixtures("no_network")
+class TestBundledTables:
+    NAME = "part10_instance_conforms_to_iod_dicom_validator"
+
+    def test_the_tables_describe_the_wic_iods(self) -> None:
+        info = iod.load_dicom_info(iod.BUNDLED)
+        assert set(info.iods) == BUNDLED_SOP_CLASSES
+        modules = info.iods["1.2.840.10008.5.1.4.1.1.77.1.4"]["modules"]
+        assert {"Patient", "General Study", "General Series", "Image Pixel", "VL Image", "SOP Common"} <= set(modules)
+        assert modules["Image Pixel"]["use"] == "M"
+        assert info.modules["image-pixel"]["(0028,0010)"]["type"] == "1"  # Rows
+        assert info.dictionary["(0010,0010)"]["vr"] == "PN"
+
+    @pytest.mark.parametrize("name", GOOD_COVERED)
+    def test_good_instances_pass(self, name: str) -> None:
+        result = run(self.NAME, file_exchange(PART10 / name), standard_path=iod.BUNDLED)
+        assert result.outcome is Outcome.PASSED, [f.message for f in result.findings]
+
+    def test_missing_type_2_attribute_fails(self) -> None:
+        broken = PART10 / "broken" / "missing-patient-name.dcm"
+        result = run(self.NAME, file_exchange(broken), standard_path=iod.BUNDLED)
+        assert result.outcome is Outcome.FAILED
+        (finding,) = result.findings
+        assert finding.requirement == "CONV-007" and "(0010,0010)" in finding.message and "Type 2" in finding.message
+
+    @pytest.mark.parametrize(("keyword", "tag", "kind"), [("Rows", "(0028,0010)", "Type 1"),
+                                                           ("ImageType", "(0008,0008)", "Type 1"),
+                                                           ("StudyDate", "(0008,0020)", "Type 2")])
+    def test_removed_attribute_of_a_converted_instance_fails(self, keyword: str, tag: str, kind: str) -> None:
+        ds = dcmread(PART10 / "vl-photographic.dcm")
+        delattr(ds, keyword)
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        result = run(self.NAME, file_exchange(buffer.getvalue()), standard_path=iod.BUNDLED)
+        assert result.outcome is Outcome.FAILED
+        messages = [f.message for f in result.findings]
+        assert any(tag in m and kind in m for m in messages), messages
+
+    def test_a_sop_class_outside_the_tables_is_not_judged(self) -> None:
+        result = run(self.NAME, file_exchange(PART10 / "kos.dcm"), standard_path=iod.BUNDLED)
+        assert result.outcome is Outcome.NOT_APPLICABLE
+        assert "bundled IOD tables" in result.error
+
+    def test_judges_in_memory_without_reading_files(self) -> None:
+        engine = iod.DicomValidatorEngine(iod.BUNDLED)
+        ds = dcmread(PART10 / "secondary-capture.dcm")
+        assert [m for m in engine.validate_dataset(ds) if m.level is Severity.ERROR] == []
+        del ds.PatientID
+        assert [m.tag for m in engine.validate_dataset(ds) if m.level is Severity.ERROR] == ["(0010,0020)"]
+
+
+@pytest.mark.peer
+@pytest.mark.usefixtures("no_network")
+class TestBundledTablesAgainstDciodvfy:
+    """The bundled tables and dciodvfy reach the same error/no-error verdict on the PS3.10 fixtures they cover."""
+
+    @pytest.fixture(autouse=True)
+    def _dciodvfy(self, dciodvfy_path: str) -> None:
+        """Require the peer."""
+
+    #: What dicom-validator's module tables cannot see: File Meta versus data set (that is
+    #: part10_file_meta_consistent's rule) and the Modality an IOD's own text fixes (PS3.3 A.32.4).
+    KNOWN = {"meta-mismatch.dcm": "File Meta", "wrong-modality.dcm": "IOD-specific enumerated value"}
+
+    # Every PS3.10 fixture but the Key Object Selection document, whose IOD the tables leave out
+    # (test_a_sop_class_outside_the_tables_is_not_judged).
+    @pytest.mark.parametrize("path", sorted(p for p in [*PART10.glob("*.dcm"), *(PART10 / "broken").glob("*.dcm")]
+                                            if p.name != "kos.dcm"), ids=lambda p: p.name)
+    def test_same_verdict(self, path: Path) -> None:
+        engine = iod.DicomValidatorEngine(iod.BUNDLED)
+        instance = Part10Instance(path.name, Body.from_file(path), dcmread(path, force=True))
+        assert engine.covers(instance)
+        reference = [m for m in iod.Dciodvfy().validate(instance) if m.level is Severity.ERROR]
+        bundled = [m for m in engine.validate(instance) if m.level is Severity.ERROR]
+        if path.name in self.KNOWN:
+            assert reference and not bundled, (path.name, reference, bundled)
+        else:
+            assert bool(reference) == bool(bundled), (path.name, reference, bundled)

@@ -7,11 +7,13 @@ Two engines implement :class:`IodValidator`:
   ``Warning -`` lines.  It is the reference engine.
 * :class:`DicomValidatorEngine` runs pydicom's dicom-validator in memory, from
   tables built out of a *local* copy of the DICOM standard.  It never downloads:
-  it is used only when a standard folder is configured (check option
-  ``standard_path`` or the environment variable ``WIC_DICOM_STANDARD``), and it
-  refuses with :class:`~wic_conformance.errors.ValidatorUnavailableError` when
-  that folder lacks the files (the message says how to fetch an edition on a
-  connected machine).
+  it is used only when a standard is configured (check option ``standard_path``
+  or the environment variable ``WIC_DICOM_STANDARD``), and it refuses with
+  :class:`~wic_conformance.errors.ValidatorUnavailableError` when that folder
+  lacks the files (the message says how to fetch an edition on a connected
+  machine).  ``standard_path: bundled`` names the tables shipped in the package
+  (``data/iod_tables``, built by ``fixtures/build_iod_tables.py``): the IODs of
+  the WIC scope only; an instance of another SOP Class is not judged by them.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
 that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the
@@ -58,6 +60,7 @@ from wic_conformance.model.enums import TransferSyntaxUIDValues
 from wic_conformance.validate.registry import CheckContext, Needs, NotApplicable, check
 
 __all__ = [
+    "BUNDLED",
     "DICOM_STANDARD_ENV",
     "FETCH_STANDARD_HINT",
     "Dciodvfy",
@@ -90,6 +93,10 @@ FETCH_STANDARD_HINT = (
 )
 
 _EDITION_FILES = ("dict_info.json", "iod_info.json", "module_info.json")
+
+#: The ``standard_path`` value that selects the tables shipped in the package.
+BUNDLED = "bundled"
+_BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "iod_tables"
 _DOCBOOK_FILES = ("part03.xml", "part04.xml", "part06.xml")
 
 
@@ -452,8 +459,26 @@ def load_dicom_info(standard_path: str | os.PathLike[str], *, edition: str | Non
     ValidatorUnavailableError
         The folder lacks usable files; the message says how to fetch an edition.
     """
+    if str(standard_path) == BUNDLED:
+        return _load_bundled()
     folder = _edition_dir(Path(standard_path).expanduser().resolve(), edition)
     return _load_tables(folder, _signature(folder), write_json_cache)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_bundled() -> Any:
+    import gzip
+
+    from dicom_validator.validator.dicom_info import DicomInfo
+
+    def read(name: str) -> Any:
+        try:
+            with gzip.open(_BUNDLED_DIR / f"{name}.json.gz", "rt", encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise ValidatorUnavailableError(f"the bundled IOD tables in {_BUNDLED_DIR} cannot be read: {exc}") from exc
+
+    return DicomInfo(read("dict_info"), read("iod_info"), read("module_info"))
 
 
 class DicomValidatorEngine:
@@ -465,7 +490,7 @@ class DicomValidatorEngine:
     Parameters
     ----------
     standard_path : str or PathLike
-        See :func:`load_dicom_info`.
+        See :func:`load_dicom_info`; :data:`BUNDLED` for the tables shipped in the package.
     edition : str, optional
         See :func:`load_dicom_info`.
     suppress_vr_warnings : bool
@@ -485,6 +510,19 @@ class DicomValidatorEngine:
                  suppress_vr_warnings: bool = False, write_json_cache: bool = False) -> None:
         self.info = load_dicom_info(standard_path, edition=edition, write_json_cache=write_json_cache)
         self.suppress_vr_warnings = suppress_vr_warnings
+        self.partial = str(standard_path) == BUNDLED
+
+    def covers(self, instance: Part10Instance) -> bool:
+        """Return whether the tables describe the instance's SOP Class (always true for a whole edition).
+
+        With the bundled tables an instance of another SOP Class is not judged at all,
+        rather than reported as an unknown SOP Class.
+        """
+        if not self.partial:
+            return True
+        dataset = instance.dataset if instance.dataset is not None else _force_read(instance)
+        uid = dataset.get("SOPClassUID") if dataset is not None else None
+        return uid is None or str(uid) in self.info.iods
 
     def validate(self, instance: Part10Instance) -> list[IodMessage]:
         """Return dicom-validator's findings about ``instance`` (nothing for an undecodable one)."""
@@ -593,7 +631,8 @@ def _standard_path(options: Mapping[str, Any]) -> str | None:
     return str(configured) if configured else None
 
 
-def _dicom_validator_key(options: Mapping[str, Any], standard: str) -> tuple[str, Callable[[], IodValidator]]:
+def _dicom_validator_key(options: Mapping[str, Any],
+                         standard: str) -> tuple[str, Callable[[], DicomValidatorEngine]]:
     edition = options.get("edition")
     return (f"dicom-validator:{standard}:{edition}",
             functools.cache(lambda: DicomValidatorEngine(standard, edition=edition)))
@@ -653,7 +692,9 @@ def part10_instance_conforms_to_iod_dicom_validator(ctx: CheckContext, exchange:
 
     Runs only when a standard folder is configured (option ``standard_path`` or
     the ``WIC_DICOM_STANDARD`` environment variable; option ``edition``); it
-    raises nothing otherwise.  Nothing is ever downloaded.
+    raises nothing otherwise.  ``standard_path: bundled`` uses the tables shipped
+    in the package, which judge the WIC IODs only (other instances are skipped).
+    Nothing is ever downloaded.
     """
     opts = ctx.options
     standard = _standard_path(opts)
@@ -661,10 +702,16 @@ def part10_instance_conforms_to_iod_dicom_validator(ctx: CheckContext, exchange:
         raise NotApplicable(f"dicom-validator is not configured (no standard_path option, no {DICOM_STANDARD_ENV})")
     key, engine = _dicom_validator_key(opts, standard)
     found: list[Finding] = []
+    judged = 0
     for index, instance in enumerate(ctx.instances(exchange)):
+        if not engine().covers(instance):
+            continue
+        judged += 1
         messages = _messages(ctx, exchange, index, instance, key, engine)
         found += _findings("dicom-validator", messages, instance, index,
                            warnings=bool(opts.get("warnings", True)))
+    if not judged and ctx.instances(exchange):
+        raise NotApplicable("no instance of a SOP Class the bundled IOD tables describe")
     raise_all(found, "IOD violations (dicom-validator)")
 
 
@@ -685,6 +732,8 @@ def iod_validators_agree(ctx: CheckContext, exchange: Exchange) -> None:
     v_key, v_engine = _dicom_validator_key(opts, standard)
     found: list[Finding] = []
     for index, instance in enumerate(ctx.instances(exchange)):
+        if not v_engine().covers(instance):
+            continue
         first = _error_tags(_messages(ctx, exchange, index, instance, d_key, d_engine))
         second = _error_tags(_messages(ctx, exchange, index, instance, v_key, v_engine))
         if first == second:

@@ -449,7 +449,7 @@ class TestPart10Path:
         bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
         buffer = io.BytesIO()
         bad.save_as(buffer, enforce_file_format=True)
-        with ImageManager(ManagerConfig(data_dir=tmp_path)) as im:
+        with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="dciodvfy")) as im:
             r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, good),
                                                    ({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
             assert r.status_code == 202, r.text
@@ -461,6 +461,38 @@ class TestPart10Path:
         assert all(p is not None and p.name.endswith(".tmp") for p in runs)
         iod_findings = [f for f in findings if f.requirement == "CONV-007" and f.severity is Severity.ERROR]
         assert iod_findings and all(f.location.startswith("request part 2") for f in iod_findings)
+
+    @pytest.mark.peer
+    def test_tables_engine_judges_in_process_and_leaves_other_classes_to_dciodvfy(
+            self, tmp_path: Path, dciodvfy_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        from wic_conformance.validate import iod
+
+        runs: list[str] = []
+        original = iod.Dciodvfy.run
+
+        def counting(self: iod.Dciodvfy, instance: Any) -> Any:
+            runs.append(str(instance.dataset.SOPClassUID))
+            return original(self, instance)
+
+        monkeypatch.setattr(iod.Dciodvfy, "run", counting)
+        good = part10_with_new_uids("part10/vl-photographic")
+        kos = part10_with_new_uids("part10/kos")
+        bad = dcmread(INDEX["part10/broken-missing-patient-name"].path)
+        bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
+        buffer = io.BytesIO()
+        bad.save_as(buffer, enforce_file_format=True)
+        with ImageManager(ManagerConfig(data_dir=tmp_path)) as im:  # iod_engine "tables" is the default
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, part)
+                                                   for part in (good, buffer.getvalue(), kos)])
+            assert r.status_code == 202, r.text
+            assert "breaks its IOD" in r.headers["Warning"] and "(0010,0010)" in r.headers["Warning"]
+            wait_for_verdicts(im, 1)
+            im.check_errors()
+            findings = im.verdicts[0].findings
+        assert runs == ["1.2.840.10008.5.1.4.1.1.88.59"]  # only the Key Object Selection, once
+        iod_findings = [f for f in findings if f.requirement == "CONV-007" and f.severity is Severity.ERROR]
+        assert iod_findings and all(f.location.startswith("request part 2") for f in iod_findings)
+        assert all(f.message.startswith("dicom-validator") for f in iod_findings)
 
     def test_bytes_pydicom_would_rewrite_are_stored_unchanged(self, tmp_path: Path) -> None:
         ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
@@ -599,6 +631,7 @@ class TestConfig:
         ("bogus: 1\n", "unknown setting"),
         ("all_stored_with_warnings_status: 201\n", "must be 200 or 202"),
         ("duplicate: sometimes\n", "sometimes"),
+        ("iod_engine: gdcm\n", "iod_engine must be one of tables, dciodvfy"),
     ])
     def test_bad_config(self, tmp_path: Path, text: str, match: str) -> None:
         from wic_conformance.errors import ConfigError

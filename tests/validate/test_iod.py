@@ -640,9 +640,9 @@ class TestBundledTablesAgainstDciodvfy:
     def _dciodvfy(self, dciodvfy_path: str) -> None:
         """Require the peer."""
 
-    #: What dicom-validator's module tables cannot see: File Meta versus data set (that is
-    #: part10_file_meta_consistent's rule) and the Modality an IOD's own text fixes (PS3.3 A.32.4).
-    KNOWN = {"meta-mismatch.dcm": "File Meta", "wrong-modality.dcm": "IOD-specific enumerated value"}
+    #: What dicom-validator's module tables cannot see: File Meta versus data set and the Modality an
+    #: IOD's own text fixes (PS3.3 A.32.4); file_meta_messages and iod_text_messages add exactly those.
+    KNOWN = {"meta-mismatch.dcm": "(0002,0003)", "wrong-modality.dcm": "(0008,0060)"}
 
     # Every PS3.10 fixture but the Key Object Selection document, whose IOD the tables leave out
     # (test_a_sop_class_outside_the_tables_is_not_judged).
@@ -654,7 +654,11 @@ class TestBundledTablesAgainstDciodvfy:
         assert engine.covers(instance)
         reference = [m for m in iod.Dciodvfy().validate(instance) if m.level is Severity.ERROR]
         bundled = [m for m in engine.validate(instance) if m.level is Severity.ERROR]
+        extra = [m for m in iod.file_meta_messages(instance.dataset) + iod.iod_text_messages(instance.dataset)
+                 if m.level is Severity.ERROR]
         if path.name in self.KNOWN:
             assert reference and not bundled, (path.name, reference, bundled)
+            assert [m.tag for m in extra] == [self.KNOWN[path.name]]
         else:
             assert bool(reference) == bool(bundled), (path.name, reference, bundled)
+            assert extra == []

@@ -62,7 +62,16 @@ from wic_conformance.dicomweb.store_response import SopRef, build_store_response
 from wic_conformance.dicomweb.stow import StowKind, StowRequest, parse_stow_request
 from wic_conformance.errors import ConfigError, ValidatorUnavailableError
 from wic_conformance.findings import Finding, Severity
-from wic_conformance.validate.iod import Dciodvfy, IodMessage, seed_dciodvfy
+from wic_conformance.validate.iod import (
+    BUNDLED,
+    Dciodvfy,
+    DicomValidatorEngine,
+    IodMessage,
+    file_meta_messages,
+    iod_text_messages,
+    seed_bundled,
+    seed_dciodvfy,
+)
 from wic_conformance.validate.registry import REGISTRY, CheckContext, CheckResult, Outcome
 
 __all__ = [
@@ -108,6 +117,10 @@ class Auth:
         return f'{scheme} realm="{self.realm}"'
 
 
+#: The IOD gate's engines (``ManagerConfig.iod_engine``).
+IOD_ENGINES = ("tables", "dciodvfy")
+
+
 @dataclass(frozen=True, slots=True)
 class ManagerConfig:
     """How the simulated Image Manager behaves; every field can come from a YAML ``--config`` file.
@@ -133,7 +146,13 @@ class ManagerConfig:
     all_stored_with_warnings_status : int
         200 or 202 when every instance was stored but some with warnings (STOW-RESP-002).
     validate_iod : bool
-        Run the IOD validator on each converted instance before storing it; invalid ones are rejected.
+        Run the IOD gate on each instance before storing it; invalid ones are rejected.
+    iod_engine : str
+        The IOD gate's engine.  ``"tables"`` (default): dicom-validator in process on the
+        bundled IOD tables for the SOP Classes they describe (the WIC images, videos and
+        documents), plus the File Meta consistency dciodvfy would report; dciodvfy for any
+        other SOP Class.  ``"dciodvfy"``: dciodvfy for every instance (about 5 ms of CPU per
+        instance to start it).  Judging reuses the gate's verdict either way.
     durable_writes : bool
         fsync each stored file (and its folder) and commit the index with ``synchronous = FULL``, so
         that a stored instance survives a power loss.  Off by default: the atomic rename and the
@@ -162,6 +181,7 @@ class ManagerConfig:
     require_accept: bool = False
     all_stored_with_warnings_status: int = 200
     validate_iod: bool = True
+    iod_engine: str = "tables"
     durable_writes: bool = False
     judge: bool = True
     auth: Auth | None = None
@@ -210,6 +230,8 @@ class ManagerConfig:
             config = cls(**values)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
+        if config.iod_engine not in IOD_ENGINES:
+            raise ConfigError(f"{source}: iod_engine must be one of {', '.join(IOD_ENGINES)}")
         if config.all_stored_with_warnings_status not in (200, 202):
             raise ConfigError(f"{source}: all_stored_with_warnings_status must be 200 or 202")
         return config
@@ -219,16 +241,17 @@ class ManagerConfig:
 class Submission:
     """A well-formed STOW-RS request handed to the ``on_store`` intervention hook.
 
-    ``iod_messages`` is where a hook that ran dciodvfy on a PS3.10 part exactly as
-    received leaves the verdict, keyed by the part's position in ``stow.instances``;
-    judging the request reuses it instead of running dciodvfy again.
+    ``iod_messages`` is where a hook that ran an IOD engine on a PS3.10 part exactly as
+    received leaves the verdict, keyed by the part's position in ``stow.instances``, as
+    ``(engine, messages)`` with engine ``"dciodvfy"`` or ``"tables"`` (dicom-validator on
+    the bundled tables); judging the request reuses it instead of validating again.
     """
 
     request: Request
     stow: StowRequest
     base_url: str
     response_type: str
-    iod_messages: dict[int, list[IodMessage]] = field(default_factory=dict)
+    iod_messages: dict[int, tuple[str, list[IodMessage]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +364,8 @@ class ImageManager:
         self.observers = list(observers)
         self.catalogue = catalogue or default_catalogue()
         self._iod = Dciodvfy() if self.config.validate_iod else None
+        self._tables = (DicomValidatorEngine(BUNDLED)
+                        if self.config.validate_iod and self.config.iod_engine == "tables" else None)
         self._lock = threading.Lock()
         self._exchanges: list[Exchange] = []
         self._verdicts: list[Verdict] = []
@@ -424,14 +449,21 @@ class ImageManager:
         return [f for v in self.verdicts for f in v.findings]
 
     def _judge(self, exchange: Exchange, stow: StowRequest | None, body_read: bool = True,
-               iod_messages: Mapping[int, list[IodMessage]] | None = None) -> None:
+               iod_messages: Mapping[int, tuple[str, list[IodMessage]]] | None = None) -> None:
         results: list[CheckResult] = []
         if self.config.judge and body_read:
-            ctx = CheckContext(catalogue=self.catalogue)
+            options: dict[str, dict[str, Any]] = {}
+            if self._tables is not None:  # judged like the gate: the tables where they apply, else dciodvfy
+                options = {"part10_instance_conforms_to_iod_dicom_validator": {"standard_path": BUNDLED},
+                           "part10_instance_conforms_to_iod": {"outside_bundled": True}}
+            ctx = CheckContext(catalogue=self.catalogue, options=options)
             if stow is not None:
                 ctx.seed(exchange, "stow_request", stow)
-                for index, messages in (iod_messages or {}).items():
-                    seed_dciodvfy(ctx, exchange, index, messages)
+                for index, (engine, messages) in (iod_messages or {}).items():
+                    if engine == "tables":
+                        seed_bundled(ctx, exchange, index, messages)
+                    else:
+                        seed_dciodvfy(ctx, exchange, index, messages)
             results = REGISTRY.run(ctx, exchange, tags=["capturer"])
         findings = tuple(f for r in results for f in r.findings)
         errors = tuple(f"{r.check}: {r.error}" for r in results if r.outcome is Outcome.ERROR)
@@ -649,10 +681,10 @@ class ImageManager:
 
     def _finish(self, req: Request, stow: StowRequest | None, response: StarletteResponse,
                 started: float, *, body_read: bool = True,
-                iod_messages: Mapping[int, list[IodMessage]] | None = None) -> StarletteResponse:
+                iod_messages: Mapping[int, tuple[str, list[IodMessage]]] | None = None) -> StarletteResponse:
         """Record the exchange and judge it after the response is sent (an unread body is not judged).
 
-        ``iod_messages`` are dciodvfy verdicts on request parts (by position) that judging reuses.
+        ``iod_messages`` are the IOD gate's verdicts on request parts (by position) that judging reuses.
         """
         res = Response(response.status_code, "", Headers(tuple(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers)), Body.of(response.body))
@@ -669,9 +701,9 @@ class ImageManager:
         """Convert, validate and store every instance of a submission (the default ``on_store``).
 
         A PS3.10 part is stored byte for byte: its bytes are written once, to the store's
-        temporary file, which the IOD gate (dciodvfy) reads before it is moved into place;
-        dciodvfy's verdict is kept in :attr:`Submission.iod_messages`, so judging the
-        request does not run it again.
+        temporary file, which the IOD gate judges before it is moved into place; the
+        gate's verdict is kept in :attr:`Submission.iod_messages`, so judging the request
+        does not validate it again.
         """
         from wic_conformance.actors.conversion import convert_submission
 
@@ -727,10 +759,10 @@ class ImageManager:
                             retrieve_url, tuple(warnings + notes))
 
     def _gate_and_store(self, result: Converted, positions: Mapping[int, int],
-                        verdicts: dict[int, list[IodMessage]]) -> _Gated:
+                        verdicts: dict[int, tuple[str, list[IodMessage]]]) -> _Gated:
         """Run the IOD gate on one instance and store it if it passes (``put`` is ``None`` when it fails).
 
-        The bytes are staged once in the store and dciodvfy reads that file; a PS3.10 part
+        The bytes are staged once in the store and the gate judges that file; a PS3.10 part
         stored unchanged has its verdict recorded in ``verdicts`` under its part position.
         With deliberate defects installed (:attr:`dataset_transforms`), the gate judges the
         instance before they are applied, and the altered instance is stored.
@@ -740,34 +772,44 @@ class ImageManager:
         data: bytes | Body = source.body if source is not None else _encode(ds)
         if self.dataset_transforms:  # deliberate defects (faults.py): after the checks a Manager runs itself
             unverified = ""
-            if self._iod is not None:
-                messages, unverified = self._gate(Part10Instance("converted instance", Body.of(data), ds))
+            if self.config.validate_iod:
+                _engine, messages, unverified = self._gate(Part10Instance("converted instance", Body.of(data), ds))
                 errors = _errors(messages)
                 if errors:
                     return _Gated(None, errors, unverified)
             for transform in self.dataset_transforms:
                 ds = transform(ds)
             return _Gated(self.store.put(ds, _encode(ds), on_duplicate=self.config.duplicate), "", unverified)
-        if self._iod is None:
+        if not self.config.validate_iod:
             return _Gated(self.store.put(ds, data, on_duplicate=self.config.duplicate))
         with self.store.stage(ds, data) as staged:
-            messages, unverified = self._gate(Part10Instance("converted instance", Body.from_file(staged.path), ds))
+            engine, messages, unverified = self._gate(
+                Part10Instance("converted instance", Body.from_file(staged.path), ds))
             if source is not None and messages is not None and id(source) in positions:
-                verdicts[positions[id(source)]] = messages
+                verdicts[positions[id(source)]] = (engine, messages)
             errors = _errors(messages)
             if errors:
                 return _Gated(None, errors, unverified)
             return _Gated(staged.commit(on_duplicate=self.config.duplicate), "", unverified)
 
-    def _gate(self, instance: Part10Instance) -> tuple[list[IodMessage] | None, str]:
-        """Return dciodvfy's messages on ``instance`` (``None`` and why when it could not judge it)."""
+    def _gate(self, instance: Part10Instance) -> tuple[str, list[IodMessage] | None, str]:
+        """Return the engine used and its messages on ``instance`` (``None`` and why when it could not judge it).
+
+        With the ``tables`` engine, an instance of a SOP Class the bundled tables describe is
+        judged in process: dicom-validator's messages, plus what dciodvfy reports and the
+        module tables cannot show (File Meta against the data set, the Modality an IOD's text
+        fixes); any other instance goes to dciodvfy.
+        """
         assert self._iod is not None
+        if self._tables is not None and instance.dataset is not None and self._tables.covers(instance):
+            ds = instance.dataset
+            return "tables", [*self._tables.validate(instance), *file_meta_messages(ds), *iod_text_messages(ds)], ""
         try:
-            return self._iod.validate(instance), ""
+            return "dciodvfy", self._iod.validate(instance), ""
         except ValidatorUnavailableError as exc:  # e.g. a transfer syntax dciodvfy cannot read
             sop = instance.dataset.get("SOPInstanceUID") if instance.dataset is not None else None
             log.warning("IOD of %s not verified: %s", sop, exc)
-            return None, str(exc)
+            return "dciodvfy", None, str(exc)
 
     def _status(self, referenced: list[SopRef], failed: list[SopRef]) -> int:
         if referenced and not failed:

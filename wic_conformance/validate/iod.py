@@ -74,6 +74,9 @@ __all__ = [
     "part10_file_meta_consistent",
     "part10_instance_conforms_to_iod",
     "part10_instance_conforms_to_iod_dicom_validator",
+    "file_meta_messages",
+    "iod_text_messages",
+    "seed_bundled",
     "seed_dciodvfy",
 ]
 
@@ -626,6 +629,57 @@ def seed_dciodvfy(ctx: CheckContext, exchange: Exchange, instance_index: int, me
     ctx.seed(exchange, _cache_key(_dciodvfy_engine_key(binary), instance_index), list(messages))
 
 
+def seed_bundled(ctx: CheckContext, exchange: Exchange, instance_index: int, messages: Sequence[IodMessage]) -> None:
+    """Give ``part10_instance_conforms_to_iod_dicom_validator`` (``standard_path: bundled``) a verdict it reuses.
+
+    The counterpart of :func:`seed_dciodvfy` for an actor that judged the instance with
+    ``DicomValidatorEngine(BUNDLED)`` (the simulated Image Manager's in-process IOD gate).
+    """
+    ctx.seed(exchange, _cache_key(_dicom_validator_engine_key(BUNDLED, None), instance_index), list(messages))
+
+
+def file_meta_messages(dataset: Dataset) -> list[IodMessage]:
+    """Return errors where the File Meta Information contradicts the data set (PS3.10 §7.1).
+
+    What dciodvfy reports about File Meta and dicom-validator's module tables do not
+    see: (0002,0002)/(0002,0003) against (0008,0016)/(0008,0018), and a missing
+    (0002,0010).  For an IOD gate that runs dicom-validator.
+    """
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None:
+        return [IodMessage(Severity.ERROR, "no File Meta Information", "(0002,0000)", raw="no File Meta Information")]
+    out = []
+    for meta_keyword, keyword, tag in (("MediaStorageSOPClassUID", "SOPClassUID", "(0002,0002)"),
+                                       ("MediaStorageSOPInstanceUID", "SOPInstanceUID", "(0002,0003)")):
+        if str(meta.get(meta_keyword, "")) != str(dataset.get(keyword, "")):
+            text = f"{meta_keyword} differs from {keyword}"
+            out.append(IodMessage(Severity.ERROR, text, tag, "FileMetaInformation", raw=text))
+    if "TransferSyntaxUID" not in meta:
+        out.append(IodMessage(Severity.ERROR, "TransferSyntaxUID is missing", "(0002,0010)", "FileMetaInformation",
+                              raw="TransferSyntaxUID is missing"))
+    return out
+
+
+#: Modality (0008,0060) as the IOD's own text fixes it (PS3.3 A.32.1.3.1, A.32.2.3.1, A.32.4.3.1,
+#: A.32.5.3.1, A.32.6.3.1, A.32.7.3.1): a constraint that no module table carries, so dicom-validator
+#: does not see it, while dciodvfy reports another value as an error.
+IOD_MODALITY = {
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "ES", "1.2.840.10008.5.1.4.1.1.77.1.1.1": "ES",
+    "1.2.840.10008.5.1.4.1.1.77.1.2": "GM", "1.2.840.10008.5.1.4.1.1.77.1.2.1": "GM",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "XC", "1.2.840.10008.5.1.4.1.1.77.1.4.1": "XC",
+}
+
+
+def iod_text_messages(dataset: Dataset) -> list[IodMessage]:
+    """Return errors against constraints an IOD states in its text, not in a module table (:data:`IOD_MODALITY`)."""
+    wanted = IOD_MODALITY.get(str(dataset.get("SOPClassUID", "")))
+    modality = dataset.get("Modality")
+    if wanted is None or modality is None or str(modality) == wanted:
+        return []
+    text = f"(0008,0060) Modality is {modality}, the IOD allows only {wanted}"
+    return [IodMessage(Severity.ERROR, text, "(0008,0060)", "GeneralSeries", raw=text)]
+
+
 def _standard_path(options: Mapping[str, Any]) -> str | None:
     configured = options.get("standard_path") or os.environ.get(DICOM_STANDARD_ENV)
     return str(configured) if configured else None
@@ -634,8 +688,12 @@ def _standard_path(options: Mapping[str, Any]) -> str | None:
 def _dicom_validator_key(options: Mapping[str, Any],
                          standard: str) -> tuple[str, Callable[[], DicomValidatorEngine]]:
     edition = options.get("edition")
-    return (f"dicom-validator:{standard}:{edition}",
+    return (_dicom_validator_engine_key(standard, edition),
             functools.cache(lambda: DicomValidatorEngine(standard, edition=edition)))
+
+
+def _dicom_validator_engine_key(standard: str, edition: object) -> str:
+    return f"dicom-validator:{standard}:{edition}"
 
 
 def _location(instance: Part10Instance, index: int, tag: str = "") -> str:
@@ -667,21 +725,31 @@ def _findings(engine: str, messages: Sequence[IodMessage], instance: Part10Insta
 
 
 @check(requirements=["CONV-007", "WIC-IM-002", "STOW-BEH-002"], needs=[Needs.INSTANCES],
-       options={"dciodvfy": None, "timeout": 60.0, "warnings": True}, tags=["iod", "manager", "capturer"])
+       options={"dciodvfy": None, "timeout": 60.0, "warnings": True, "outside_bundled": False},
+       tags=["iod", "manager", "capturer"])
 def part10_instance_conforms_to_iod(ctx: CheckContext, exchange: Exchange) -> None:
     """Every PS3.10 instance conforms to its IOD (PS3.3), as judged by dciodvfy.
 
     dciodvfy errors are error findings and its warnings warning findings (option
     ``warnings: false`` drops them), all citing CONV-007.  Options: ``dciodvfy``
-    (path of the binary), ``timeout`` (seconds).  A missing dciodvfy is a toolkit
+    (path of the binary), ``timeout`` (seconds), ``outside_bundled`` (judge only
+    instances of SOP Classes the bundled IOD tables do not describe, for an actor
+    whose in-process gate judged the others).  A missing dciodvfy is a toolkit
     error (``ValidatorUnavailableError``), never a pass.
     """
     opts = ctx.options
     key, engine = _dciodvfy_key(opts)
+    tables = DicomValidatorEngine(BUNDLED) if opts.get("outside_bundled") else None
     found: list[Finding] = []
+    judged = 0
     for index, instance in enumerate(ctx.instances(exchange)):
+        if tables is not None and tables.covers(instance):
+            continue
+        judged += 1
         messages = _messages(ctx, exchange, index, instance, key, engine)
         found += _findings("dciodvfy", messages, instance, index, warnings=bool(opts.get("warnings", True)))
+    if not judged and ctx.instances(exchange):
+        raise NotApplicable("every instance is of a SOP Class the bundled IOD tables judge (outside_bundled)")
     raise_all(found, "IOD violations (dciodvfy)")
 
 

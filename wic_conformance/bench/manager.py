@@ -3,7 +3,8 @@
 Both servers run as their own processes on loopback: Orthanc 1.10 with its
 DICOMweb plugin (:class:`OrthancProcess`), and the simulated Image Manager with
 its default validation on (every request judged by the check registry, every
-instance through the dciodvfy IOD gate) in a fresh Python process.  Each runs
+instance through the IOD gate: in process on the bundled tables for the WIC
+IODs, ``iod_engine: tables``) in a fresh Python process.  Each runs
 with its own default durability: Orthanc fsyncs every stored file
 (``SyncStorageArea`` defaults to true since 1.7.4), the simulated Manager does
 not (``durable_writes`` is off by default; its atomic rename keeps the store
@@ -17,7 +18,9 @@ alternating which server goes first:
     Manager judges each request after answering it; its time runs until the last
     verdict is recorded (``im_per_s``), which is never earlier than the last
     response (``im_responded_per_s``, for context).  ``ratio`` is the simulated
-    Manager's rate over Orthanc's, per round.
+    Manager's rate over Orthanc's, per round.  For context, the same requests
+    go to a second simulated Manager whose gate runs dciodvfy on every instance
+    (``iod_engine: dciodvfy``): ``im_dciodvfy_per_s``.
 ``large_object``
     one PS3.10 Video Photographic instance whose MP4 is padded with an ISO BMFF
     ``free`` box to ``size`` bytes, stored once per round in each server: the
@@ -347,13 +350,14 @@ def padded_video_instance(index: FixtureIndex, size: int) -> bytes:
 # The simulated Image Manager in its own process
 # =====================================================================================================
 
-# argv[1]: {"data_dir"}.  Prints {"url", "pid"} once serving; stops when stdin is closed.
+# argv[1]: {"data_dir", "config"}.  Prints {"url"} once serving; stops when stdin is closed.
 _IM_CHILD = r"""
 import json, sys
 from pathlib import Path
 from wic_conformance.actors.manager import ImageManager, ManagerConfig
 args = json.loads(sys.argv[1])
-manager = ImageManager(ManagerConfig(data_dir=Path(args["data_dir"]))).start()
+config = ManagerConfig.from_mapping({**args.get("config", {}), "data_dir": args["data_dir"]})
+manager = ImageManager(config).start()
 sys.stdout.write(json.dumps({"url": manager.url}) + "\n")
 sys.stdout.flush()
 sys.stdin.read()
@@ -364,11 +368,12 @@ manager.stop()
 class _ManagerProcess:
     """The simulated Image Manager (default configuration) served by a child Python process."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, config: Mapping[str, Any] | None = None) -> None:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-        self.process = subprocess.Popen([sys.executable, "-c", _IM_CHILD, json.dumps({"data_dir": str(data_dir)})],
+        args = json.dumps({"data_dir": str(data_dir), "config": dict(config or {})})
+        self.process = subprocess.Popen([sys.executable, "-c", _IM_CHILD, args],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -410,8 +415,8 @@ class _ManagerProcess:
 
 
 @contextmanager
-def _manager(data_dir: Path) -> Iterator[_ManagerProcess]:
-    im = _ManagerProcess(data_dir)
+def _manager(data_dir: Path, config: Mapping[str, Any] | None = None) -> Iterator[_ManagerProcess]:
+    im = _ManagerProcess(data_dir, config)
     try:
         yield im
     finally:
@@ -460,20 +465,26 @@ def _post_all(session: requests.Session, url: str, bodies: list[tuple[dict[str, 
     return time.perf_counter() - start
 
 
-def _rate_round(im: _ManagerProcess, orthanc: OrthancProcess, bodies: list[tuple[dict[str, str], bytes]],
-                im_first: bool) -> dict[str, float]:
+def _judged_seconds(im: _ManagerProcess, bodies: list[tuple[dict[str, str], bytes]]) -> tuple[float, float]:
+    """Post every body; return (seconds until the last verdict, seconds until the last response)."""
+    before = im.verdict_count()
+    start = time.perf_counter()
+    with requests.Session() as session:
+        responded = _post_all(session, f"{im.url}/studies", bodies)
+    im.wait_verdicts(before + len(bodies))
+    return time.perf_counter() - start, responded
+
+
+def _rate_round(im: _ManagerProcess, reference: _ManagerProcess, orthanc: OrthancProcess,
+                bodies: list[tuple[dict[str, str], bytes]], im_first: bool) -> dict[str, float]:
     out: dict[str, float] = {}
     for who in (("im", "orthanc") if im_first else ("orthanc", "im")):
         if who == "orthanc":
             with requests.Session() as session:
                 out["orthanc_s"] = _post_all(session, f"{orthanc.url}/studies", bodies)
             continue
-        before = im.verdict_count()
-        start = time.perf_counter()
-        with requests.Session() as session:
-            out["im_responded_s"] = _post_all(session, f"{im.url}/studies", bodies)
-        im.wait_verdicts(before + len(bodies))
-        out["im_s"] = time.perf_counter() - start
+        out["im_s"], out["im_responded_s"] = _judged_seconds(im, bodies)
+    out["im_dciodvfy_s"], _ = _judged_seconds(reference, bodies)
     return out
 
 
@@ -512,7 +523,8 @@ def bench_manager(quick: bool) -> dict[str, Any]:
     dict
         ``name``, ``quick``, ``requests``, ``size``, ``repeats``, ``orthanc_version``;
         ``stow_rate``: ``im_per_s`` (until the last verdict), ``im_responded_per_s``,
-        ``orthanc_per_s`` and ``ratio`` (IM / Orthanc per round); ``large_object``:
+        ``orthanc_per_s``, ``ratio`` (IM / Orthanc per round) and ``im_dciodvfy_per_s``
+        (a Manager gating with dciodvfy, for context); ``large_object``:
         ``payload_mib``, ``im_s``, ``orthanc_s``, ``im_idle_rss_mib``,
         ``im_peak_rss_growth_mib``, ``rss_growth_over_payload`` and
         ``orthanc_sampled_rss_growth_mib``; then ``targets`` and ``met``.  Each series is
@@ -535,7 +547,8 @@ def bench_manager(quick: bool) -> dict[str, Any]:
     repeats = 3
     index = FixtureIndex.load()
     seed = index["part10/vl-photographic"].read()
-    rates: dict[str, list[float]] = {"im_per_s": [], "im_responded_per_s": [], "orthanc_per_s": [], "ratio": []}
+    rates: dict[str, list[float]] = {"im_per_s": [], "im_responded_per_s": [], "orthanc_per_s": [], "ratio": [],
+                                     "im_dciodvfy_per_s": []}
     large: dict[str, list[float]] = {"im_s": [], "orthanc_s": [], "im_idle_rss_mib": [],
                                      "im_peak_rss_growth_mib": [], "rss_growth_over_payload": [],
                                      "orthanc_sampled_rss_growth_mib": []}
@@ -543,13 +556,16 @@ def bench_manager(quick: bool) -> dict[str, Any]:
         work = Path(tmp)
         orthanc = OrthancProcess(work / "orthanc").start()
         try:
-            with _manager(work / "im-rate") as im:
-                warm = [_stow_body(_reidentified(seed)) for _ in range(2)]
+            with _manager(work / "im-rate") as im, \
+                    _manager(work / "im-rate-dciodvfy", {"iod_engine": "dciodvfy"}) as reference:
+                warm = [_stow_body(_reidentified(seed)) for _ in range(3)]
                 _post_all(im.session, f"{im.url}/studies", warm[:1])
-                _post_all(orthanc.session, f"{orthanc.url}/studies", warm[1:])
+                _post_all(reference.session, f"{reference.url}/studies", warm[1:2])
+                _post_all(orthanc.session, f"{orthanc.url}/studies", warm[2:])
                 for round_no in range(repeats):
                     bodies = [_stow_body(_reidentified(seed)) for _ in range(count)]
-                    got = _rate_round(im, orthanc, bodies, im_first=round_no % 2 == 0)
+                    got = _rate_round(im, reference, orthanc, bodies, im_first=round_no % 2 == 0)
+                    rates["im_dciodvfy_per_s"].append(count / got["im_dciodvfy_s"])
                     rates["im_per_s"].append(count / got["im_s"])
                     rates["im_responded_per_s"].append(count / got["im_responded_s"])
                     rates["orthanc_per_s"].append(count / got["orthanc_s"])

@@ -662,3 +662,37 @@ class TestBundledTablesAgainstDciodvfy:
         else:
             assert bool(reference) == bool(bundled), (path.name, reference, bundled)
             assert extra == []
+
+
+@pytest.mark.usefixtures("no_network")
+class TestBundledTablesPruning:
+    """Leaving out absent User-optional modules does not change dicom-validator's verdict."""
+
+    @staticmethod
+    def full_verdict(ds: Dataset) -> list[tuple[str, str]]:
+        from dicom_validator.validator.error_handler import NullValidationResultHandler
+        from dicom_validator.validator.iod_validator import IODValidator
+
+        info = iod.load_dicom_info(iod.BUNDLED)
+        result = IODValidator(ds, info, error_handler=NullValidationResultHandler()).validate()
+        return sorted((module, str(tag.tag)) for module, errors in result.module_errors.items() for tag in errors)
+
+    @staticmethod
+    def variants() -> list[Dataset]:
+        plain = dcmread(PART10 / "vl-photographic.dcm")
+        trial = dcmread(PART10 / "vl-photographic.dcm")
+        trial.ClinicalTrialSponsorName = "Sponsor"  # a U module present, its other Type 1 attributes missing
+        overlay = dcmread(PART10 / "secondary-capture.dcm")
+        overlay.add_new(0x60000010, "US", 8)  # Overlay Rows without the rest of the Overlay Plane module
+        video = dcmread(PART10 / "video-photographic.dcm")
+        del video.Manufacturer
+        return [plain, trial, overlay, video]
+
+    @pytest.mark.parametrize("index", range(4))
+    def test_same_errors_as_the_whole_iod(self, index: int) -> None:
+        ds = self.variants()[index]
+        engine = iod.DicomValidatorEngine(iod.BUNDLED)
+        pruned = sorted((m.raw.split(":")[0].removeprefix("Module "), m.tag) for m in engine.validate_dataset(ds))
+        assert pruned == self.full_verdict(ds)
+        if index in (1, 2):  # the partly present U module is judged, not skipped
+            assert any(m.level is Severity.ERROR for m in engine.validate_dataset(ds))

@@ -514,6 +514,7 @@ class DicomValidatorEngine:
         self.info = load_dicom_info(standard_path, edition=edition, write_json_cache=write_json_cache)
         self.suppress_vr_warnings = suppress_vr_warnings
         self.partial = str(standard_path) == BUNDLED
+        self._top_level_tags: dict[str, frozenset[str]] = {}
 
     def covers(self, instance: Part10Instance) -> bool:
         """Return whether the tables describe the instance's SOP Class (always true for a whole edition).
@@ -526,6 +527,34 @@ class DicomValidatorEngine:
         dataset = instance.dataset if instance.dataset is not None else _force_read(instance)
         uid = dataset.get("SOPClassUID") if dataset is not None else None
         return uid is None or str(uid) in self.info.iods
+
+    def _info_for(self, dataset: Dataset) -> Any:
+        """Return the tables with the IOD's User-optional modules that have no attribute in ``dataset`` left out.
+
+        dicom-validator looks at a U module only when one of its top-level attributes is
+        present (and counts only present attributes when it decides which modules exist),
+        so the verdict is the same; it is spared walking modules that cannot apply.
+        """
+        from dicom_validator.validator.dicom_info import DicomInfo
+
+        uid = str(dataset.get("SOPClassUID", ""))
+        definition = self.info.iods.get(uid)
+        if definition is None:
+            return self.info
+        present = {f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in dataset.keys()}
+        modules = {name: module for name, module in definition["modules"].items()
+                   if not str(module.get("use", "")).startswith("U") or present & self._top_level(module["ref"])}
+        return DicomInfo(self.info.dictionary, {**self.info.iods, uid: {**definition, "modules": modules}},
+                         self.info.modules)
+
+    def _top_level(self, ref: str) -> frozenset[str]:
+        """Return a module's top-level tags as dicom-validator tests them (a repeating group ``60xx`` as ``6000``)."""
+        found = self._top_level_tags.get(ref)
+        if found is None:
+            tags = (key for key in self.info.modules.get(ref, {}) if key.startswith("("))
+            found = frozenset(f"({key[1:3]}00{key[5:]}" if key[3:5] == "xx" else key for key in tags)
+            self._top_level_tags[ref] = found
+        return found
 
     def validate(self, instance: Part10Instance) -> list[IodMessage]:
         """Return dicom-validator's findings about ``instance`` (nothing for an undecodable one)."""
@@ -541,7 +570,7 @@ class DicomValidatorEngine:
         from dicom_validator.validator.validation_result import ErrorCode, Status
 
         with _root_logger_contained():
-            validator = IODValidator(dataset, self.info, error_handler=NullValidationResultHandler(),
+            validator = IODValidator(dataset, self._info_for(dataset), error_handler=NullValidationResultHandler(),
                                      suppress_vr_warnings=self.suppress_vr_warnings)
             result = validator.validate()
         iod = ""

@@ -28,6 +28,11 @@ this process.  Two measurements per upstream, each repeated, alternating the ord
     ``peak_rss_mib``; ``judge_peak_rss_mib`` is that of its judging process (read
     just before it ends), and ``combined_peak_rss_mib`` the sum of the two (an upper
     bound: pages the two processes share, such as the interpreter's, count twice).
+    The same upload also goes through a bare TCP relay (``bare``: a child process
+    that copies bytes between two sockets with a 1 MiB buffer, one thread per
+    direction, no HTTP, no recording, no hashing): ``bare_ratio`` (direct time /
+    bare time) is the ceiling any relaying process reaches on this machine, and
+    ``proxied_over_bare`` how close the recording proxy comes to it.
 
 The simulated Image Manager runs with judging and the IOD gate off
 (``judge=False, validate_iod=False``), so that its own background work does not
@@ -122,6 +127,40 @@ sys.stdout.write(json.dumps({"url": manager.url}) + "\n")
 sys.stdout.flush()
 sys.stdin.read()
 manager.stop()
+"""
+
+
+# argv[1]: {"upstream"} as host:port.  Prints {"url"} once listening; relays every connection to the upstream,
+# byte for byte, until stdin is closed.  No HTTP is parsed: it only bounds what any relay can do here.
+_BARE_RELAY_CHILD = r"""
+import json, socket, sys, threading
+args = json.loads(sys.argv[1])
+host, port = args["upstream"].rsplit(":", 1)
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(16)
+def pump(source, sink):
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    try:
+        while True:
+            n = source.recv_into(buffer)
+            if not n:
+                break
+            sink.sendall(view[:n])
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+def serve():
+    while True:
+        client, _ = listener.accept()
+        upstream = socket.create_connection((host, int(port)))
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pump, args=(a, b), daemon=True).start()
+threading.Thread(target=serve, daemon=True).start()
+sys.stdout.write(json.dumps({"url": "http://127.0.0.1:%d%s" % (listener.getsockname()[1], args["path"])}) + "\n")
+sys.stdout.flush()
+sys.stdin.read()
 """
 
 
@@ -261,9 +300,19 @@ def _upload(url: str, body: Path, content_type: str) -> tuple[float, int]:
 
 def _upload_round(upstream: str, work: Path, body: Path, content_type: str, round_no: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for path in (["direct", "proxied"] if round_no % 2 == 0 else ["proxied", "direct"]):
+    order = ["direct", "proxied", "bare"]
+    turn = round_no % len(order)
+    for path in order[turn:] + order[:turn]:
         if path == "direct":
             out["direct_s"], out["direct_status"] = _upload(upstream, body, content_type)
+            continue
+        if path == "bare":
+            parts = urlsplit(upstream)
+            relay = _Child(_BARE_RELAY_CHILD, {"upstream": parts.netloc, "path": parts.path})
+            try:
+                out["bare_s"], out["bare_status"] = _upload(relay.url, body, content_type)
+            finally:
+                relay.finish()
             continue
         with _proxy(upstream, work, judge=True) as proxy:
             out["proxied_s"], out["proxied_status"] = _upload(proxy.url, body, content_type)
@@ -280,6 +329,7 @@ def _measure(upstream: str, work: Path, *, template: bytes, count: int, body: Pa
     added = [r["proxied"] - r["direct"] for r in latency]
     added_relay = [r["relayed"] - r["direct"] for r in latency]
     ratios = [u["direct_s"] / u["proxied_s"] for u in uploads]
+    bare = [u["direct_s"] / u["bare_s"] for u in uploads]
     rss = [u["peak_rss_mib"] for u in uploads]
     mib = size / (1 << 20)
     result = {
@@ -296,7 +346,10 @@ def _measure(upstream: str, work: Path, *, template: bytes, count: int, body: Pa
             "direct_mib_s": spread([mib / u["direct_s"] for u in uploads]),
             "proxied_mib_s": spread([mib / u["proxied_s"] for u in uploads]),
             "throughput_ratio": spread(ratios),
-            "statuses": sorted({u["direct_status"] for u in uploads} | {u["proxied_status"] for u in uploads}),
+            "bare_s": spread([u["bare_s"] for u in uploads]),
+            "bare_ratio": spread(bare),
+            "proxied_over_bare": spread([u["bare_s"] / u["proxied_s"] for u in uploads]),
+            "statuses": sorted({u[f"{p}_status"] for u in uploads for p in ("direct", "proxied", "bare")}),
             "peak_rss_mib": spread(rss),
             "judge_peak_rss_mib": spread([u["judge_peak_rss_mib"] for u in uploads]),
             "combined_peak_rss_mib": spread([u["peak_rss_mib"] + u["judge_peak_rss_mib"] for u in uploads]),

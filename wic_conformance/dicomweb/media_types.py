@@ -12,6 +12,7 @@ RFC 9110 §5.6.6 (parameters), §8.3.1 (media type); DICOM PS3.18 §8.7.3 (DICOM
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from wic_conformance.dicomweb.deviation import Deviation
@@ -173,10 +174,13 @@ def format_media_type(essence: str, params: dict[str, str] | None = None) -> str
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_media_type(text: str) -> MediaType:
     """Parse a Content-Type / Accept element into a :class:`MediaType`, recording deviations.
 
     Never raises: an unusable value yields the empty type ``"/"`` with a fatal deviation.
+    The result is immutable, so the same text gets the same value from a bounded cache
+    (a request's types are parsed by several checks).
 
     References
     ----------

@@ -532,14 +532,19 @@ def _accept_part10(instance: Part10Instance) -> Converted:
         raise _Reject(FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                       f"{instance.location}: Type 1 attribute(s) missing or empty: {', '.join(missing)}")
     notes: list[str] = []
-    meta = ds.file_meta
+    rewrites = {}
     for meta_kw, ds_kw in (("MediaStorageSOPClassUID", "SOPClassUID"),
                            ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
         value = _uid_of(ds, ds_kw)
-        if str(meta.get(meta_kw, "") or "") != value:
-            notes.append(f"File Meta {meta_kw} {str(meta.get(meta_kw, '') or '')!r} rewritten as {value!r} to "
-                         f"match {ds_kw} (PS3.10 §7.1)")
-            setattr(meta, meta_kw, UID(str(value)))
+        if str(ds.file_meta.get(meta_kw, "") or "") != value:
+            notes.append(f"File Meta {meta_kw} {str(ds.file_meta.get(meta_kw, '') or '')!r} rewritten as {value!r} "
+                         f"to match {ds_kw} (PS3.10 §7.1)")
+            rewrites[meta_kw] = UID(str(value))
+    if rewrites:  # on a copy: the request's data set stays as it was sent, for judging
+        ds = copy.copy(ds)
+        ds.file_meta = copy.deepcopy(ds.file_meta)
+        for meta_kw, uid in rewrites.items():
+            setattr(ds.file_meta, meta_kw, uid)
     return Converted(ds, None, tuple(notes), (), source=None if notes else instance)
 
 

@@ -494,6 +494,19 @@ class TestPart10Path:
         assert iod_findings and all(f.location.startswith("request part 2") for f in iod_findings)
         assert all(f.message.startswith("dicom-validator") for f in iod_findings)
 
+    def test_file_meta_mismatch_is_rewritten_and_the_judge_cites_the_capturers_rule(self, tmp_path: Path) -> None:
+        data = INDEX["part10/broken-meta-mismatch"].path.read_bytes()
+        with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="tables")) as im:
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, data)])
+            assert r.status_code == 200, r.text
+            assert "MediaStorageSOPInstanceUID" in r.headers["Warning"] and "rewritten" in r.headers["Warning"]
+            wait_for_verdicts(im, 1)
+            im.check_errors()
+            findings = im.verdicts[0].findings
+        assert {f.requirement for f in findings if f.title == "MalformedPart10"} == {"STOW-PAY-003"}
+        # the seeded dicom-validator verdict is the engine's own: the File Meta error is not repeated as CONV-007
+        assert not [f for f in findings if f.requirement == "CONV-007" and "MediaStorage" in f.message]
+
     def test_bytes_pydicom_would_rewrite_are_stored_unchanged(self, tmp_path: Path) -> None:
         ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
         del ds.file_meta.ImplementationVersionName  # pydicom would add it back when encoding

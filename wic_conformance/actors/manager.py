@@ -773,8 +773,8 @@ class ImageManager:
         if self.dataset_transforms:  # deliberate defects (faults.py): after the checks a Manager runs itself
             unverified = ""
             if self.config.validate_iod:
-                _engine, messages, unverified = self._gate(Part10Instance("converted instance", Body.of(data), ds))
-                errors = _errors(messages)
+                _engine, _messages, errors, unverified = self._gate(
+                    Part10Instance("converted instance", Body.of(data), ds))
                 if errors:
                     return _Gated(None, errors, unverified)
             for transform in self.dataset_transforms:
@@ -783,33 +783,36 @@ class ImageManager:
         if not self.config.validate_iod:
             return _Gated(self.store.put(ds, data, on_duplicate=self.config.duplicate))
         with self.store.stage(ds, data) as staged:
-            engine, messages, unverified = self._gate(
+            engine, messages, errors, unverified = self._gate(
                 Part10Instance("converted instance", Body.from_file(staged.path), ds))
             if source is not None and messages is not None and id(source) in positions:
                 verdicts[positions[id(source)]] = (engine, messages)
-            errors = _errors(messages)
             if errors:
                 return _Gated(None, errors, unverified)
             return _Gated(staged.commit(on_duplicate=self.config.duplicate), "", unverified)
 
-    def _gate(self, instance: Part10Instance) -> tuple[str, list[IodMessage] | None, str]:
-        """Return the engine used and its messages on ``instance`` (``None`` and why when it could not judge it).
+    def _gate(self, instance: Part10Instance) -> tuple[str, list[IodMessage] | None, str, str]:
+        """Judge ``instance``: return the engine, its messages, the errors that refuse it and why it went unjudged.
 
-        With the ``tables`` engine, an instance of a SOP Class the bundled tables describe is
-        judged in process: dicom-validator's messages, plus what dciodvfy reports and the
-        module tables cannot show (File Meta against the data set, the Modality an IOD's text
-        fixes); any other instance goes to dciodvfy.
+        The messages (``None`` when the engine could not judge, with the reason last) are the
+        engine's own, as its check would compute them, so judging can reuse them.  With the
+        ``tables`` engine, an instance of a SOP Class the bundled tables describe is judged in
+        process, and the errors also count what dciodvfy reports but module tables cannot
+        show (File Meta against the data set, the Modality an IOD's text fixes; the judge
+        reports those with their own rules); any other instance goes to dciodvfy.
         """
         assert self._iod is not None
         if self._tables is not None and instance.dataset is not None and self._tables.covers(instance):
             ds = instance.dataset
-            return "tables", [*self._tables.validate(instance), *file_meta_messages(ds), *iod_text_messages(ds)], ""
+            messages = self._tables.validate(instance)
+            return "tables", messages, _errors([*messages, *file_meta_messages(ds), *iod_text_messages(ds)]), ""
         try:
-            return "dciodvfy", self._iod.validate(instance), ""
+            messages = self._iod.validate(instance)
+            return "dciodvfy", messages, _errors(messages), ""
         except ValidatorUnavailableError as exc:  # e.g. a transfer syntax dciodvfy cannot read
             sop = instance.dataset.get("SOPInstanceUID") if instance.dataset is not None else None
             log.warning("IOD of %s not verified: %s", sop, exc)
-            return "dciodvfy", None, str(exc)
+            return "dciodvfy", None, "", str(exc)
 
     def _status(self, referenced: list[SopRef], failed: list[SopRef]) -> int:
         if referenced and not failed:
@@ -913,7 +916,7 @@ def _encode(ds: Dataset) -> bytes:
 
 
 def _errors(messages: list[IodMessage] | None) -> str:
-    """Return the IOD errors among dciodvfy's messages, joined ('' when there are none)."""
+    """Return the errors among an IOD engine's messages, joined ('' when there are none)."""
     return "; ".join(m.text for m in messages or () if m.level is Severity.ERROR)
 
 

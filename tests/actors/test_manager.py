@@ -449,7 +449,7 @@ class TestPart10Path:
         bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
         buffer = io.BytesIO()
         bad.save_as(buffer, enforce_file_format=True)
-        with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="dciodvfy")) as im:
+        with ImageManager(ManagerConfig(data_dir=tmp_path)) as im:  # iod_engine "dciodvfy" is the default
             r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, good),
                                                    ({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
             assert r.status_code == 202, r.text
@@ -463,25 +463,31 @@ class TestPart10Path:
         assert iod_findings and all(f.location.startswith("request part 2") for f in iod_findings)
 
     @pytest.mark.peer
-    def test_tables_engine_judges_in_process_and_leaves_other_classes_to_dciodvfy(
+    def test_tables_engine_gates_in_process_and_judging_still_runs_dciodvfy(
             self, tmp_path: Path, dciodvfy_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
         from wic_conformance.validate import iod
 
         runs: list[str] = []
-        original = iod.Dciodvfy.run
+        tables: list[str] = []
+        original, original_tables = iod.Dciodvfy.run, iod.DicomValidatorEngine.validate_dataset
 
         def counting(self: iod.Dciodvfy, instance: Any) -> Any:
-            runs.append(str(instance.dataset.SOPClassUID))
+            runs.append(instance.body.path.name if instance.body.path is not None else "request part")
             return original(self, instance)
 
+        def counting_tables(self: iod.DicomValidatorEngine, ds: Any) -> Any:
+            tables.append(str(ds.SOPInstanceUID))
+            return original_tables(self, ds)
+
         monkeypatch.setattr(iod.Dciodvfy, "run", counting)
+        monkeypatch.setattr(iod.DicomValidatorEngine, "validate_dataset", counting_tables)
         good = part10_with_new_uids("part10/vl-photographic")
         kos = part10_with_new_uids("part10/kos")
         bad = dcmread(INDEX["part10/broken-missing-patient-name"].path)
         bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
         buffer = io.BytesIO()
         bad.save_as(buffer, enforce_file_format=True)
-        with ImageManager(ManagerConfig(data_dir=tmp_path)) as im:  # iod_engine "tables" is the default
+        with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="tables")) as im:
             r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, part)
                                                    for part in (good, buffer.getvalue(), kos)])
             assert r.status_code == 202, r.text
@@ -489,10 +495,28 @@ class TestPart10Path:
             wait_for_verdicts(im, 1)
             im.check_errors()
             findings = im.verdicts[0].findings
-        assert runs == ["1.2.840.10008.5.1.4.1.1.88.59"]  # only the Key Object Selection, once
+        # the tables judged the two VL Photographic parts once each (judging reused their verdicts) ...
+        assert sorted(tables) == sorted([str(dcmread(io.BytesIO(good)).SOPInstanceUID), str(bad.SOPInstanceUID)])
+        # ... dciodvfy gated the Key Object Selection (a staged .tmp file) and judged the other two parts
+        assert sum(name.endswith(".tmp") for name in runs) == 1 and len(runs) == 3
         iod_findings = [f for f in findings if f.requirement == "CONV-007" and f.severity is Severity.ERROR]
-        assert iod_findings and all(f.location.startswith("request part 2") for f in iod_findings)
-        assert all(f.message.startswith("dicom-validator") for f in iod_findings)
+        assert all(f.location.startswith("request part 2") for f in iod_findings)
+        assert {f.message.split(" ")[0] for f in iod_findings} == {"dicom-validator", "dciodvfy"}
+
+    @pytest.mark.peer
+    def test_tables_gate_lets_through_what_only_dciodvfy_sees_and_judging_reports_it(
+            self, tmp_path: Path, dciodvfy_path: str) -> None:
+        ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
+        ds.PatientSex = "X"  # not an enumerated value; the bundled tables carry no enumerated values
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="tables")) as im:
+            r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
+            assert r.status_code == 200, r.text
+            wait_for_verdicts(im, 1)
+            findings = im.verdicts[0].findings
+        assert any(f.requirement == "CONV-007" and f.message.startswith("dciodvfy") and "Sex" in f.message
+                   for f in findings), [f.message for f in findings]
 
     def test_file_meta_mismatch_is_rewritten_and_the_judge_cites_the_capturers_rule(self, tmp_path: Path) -> None:
         data = INDEX["part10/broken-meta-mismatch"].path.read_bytes()
@@ -504,8 +528,9 @@ class TestPart10Path:
             im.check_errors()
             findings = im.verdicts[0].findings
         assert {f.requirement for f in findings if f.title == "MalformedPart10"} == {"STOW-PAY-003"}
-        # the seeded dicom-validator verdict is the engine's own: the File Meta error is not repeated as CONV-007
-        assert not [f for f in findings if f.requirement == "CONV-007" and "MediaStorage" in f.message]
+        # the seeded dicom-validator verdict is the engine's own (File Meta is not its business); dciodvfy's is there
+        conv = [f.message for f in findings if f.requirement == "CONV-007" and "MediaStorage" in f.message]
+        assert conv and all(m.startswith("dciodvfy") for m in conv)
 
     def test_bytes_pydicom_would_rewrite_are_stored_unchanged(self, tmp_path: Path) -> None:
         ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
@@ -644,7 +669,7 @@ class TestConfig:
         ("bogus: 1\n", "unknown setting"),
         ("all_stored_with_warnings_status: 201\n", "must be 200 or 202"),
         ("duplicate: sometimes\n", "sometimes"),
-        ("iod_engine: gdcm\n", "iod_engine must be one of tables, dciodvfy"),
+        ("iod_engine: gdcm\n", "iod_engine must be one of dciodvfy, tables"),
     ])
     def test_bad_config(self, tmp_path: Path, text: str, match: str) -> None:
         from wic_conformance.errors import ConfigError

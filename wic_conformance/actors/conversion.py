@@ -540,7 +540,7 @@ def _accept_part10(instance: Part10Instance) -> Converted:
             notes.append(f"File Meta {meta_kw} {str(ds.file_meta.get(meta_kw, '') or '')!r} rewritten as {value!r} "
                          f"to match {ds_kw} (PS3.10 §7.1)")
             rewrites[meta_kw] = UID(str(value))
-    if rewrites:  # on a copy: the request's data set stays as it was sent, for judging
+    if rewrites:  # on a copy that has its own File Meta: judging sees the request's File Meta as sent
         ds = copy.copy(ds)
         ds.file_meta = copy.deepcopy(ds.file_meta)
         for meta_kw, uid in rewrites.items():

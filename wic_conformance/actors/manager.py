@@ -67,7 +67,6 @@ from wic_conformance.validate.iod import (
     Dciodvfy,
     DicomValidatorEngine,
     IodMessage,
-    file_meta_messages,
     iod_text_messages,
     seed_bundled,
     seed_dciodvfy,
@@ -118,7 +117,10 @@ class Auth:
 
 
 #: The IOD gate's engines (``ManagerConfig.iod_engine``).
-IOD_ENGINES = ("tables", "dciodvfy")
+IOD_ENGINES = ("dciodvfy", "tables")
+#: Largest instance the ``tables`` gate judges in process (dicom-validator reads every value below
+#: Pixel Data into memory, an encapsulated document's included); larger ones go to dciodvfy.
+TABLES_GATE_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +150,14 @@ class ManagerConfig:
     validate_iod : bool
         Run the IOD gate on each instance before storing it; invalid ones are rejected.
     iod_engine : str
-        The IOD gate's engine.  ``"tables"`` (default): dicom-validator in process on the
-        bundled IOD tables for the SOP Classes they describe (the WIC images, videos and
-        documents), plus the File Meta consistency dciodvfy would report; dciodvfy for any
-        other SOP Class.  ``"dciodvfy"``: dciodvfy for every instance (about 5 ms of CPU per
-        instance to start it).  Judging reuses the gate's verdict either way.
+        The IOD gate's engine.  ``"dciodvfy"`` (default, the reference): dciodvfy on every
+        instance, about 5 ms of CPU each to start it; judging reuses its verdict.
+        ``"tables"``: for faster answers, dicom-validator in process on the bundled IOD tables
+        (plus the Modality an IOD's text fixes) for the SOP Classes they describe and instances
+        up to :data:`TABLES_GATE_MAX_BYTES`, dciodvfy for the others.  The tables carry Types
+        and conditions but not enumerated values or value multiplicities, so this gate lets
+        through some instances dciodvfy refuses; judging still runs dciodvfy on every
+        instance (after the answer) and reports them.
     durable_writes : bool
         fsync each stored file (and its folder) and commit the index with ``synchronous = FULL``, so
         that a stored instance survives a power loss.  Off by default: the atomic rename and the
@@ -181,12 +186,16 @@ class ManagerConfig:
     require_accept: bool = False
     all_stored_with_warnings_status: int = 200
     validate_iod: bool = True
-    iod_engine: str = "tables"
+    iod_engine: str = "dciodvfy"
     durable_writes: bool = False
     judge: bool = True
     auth: Auth | None = None
     conversion: Mapping[str, Any] = field(default_factory=dict)
     faults: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.iod_engine not in IOD_ENGINES:
+            raise ValueError(f"iod_engine must be one of {', '.join(IOD_ENGINES)}")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> ManagerConfig:
@@ -230,8 +239,6 @@ class ManagerConfig:
             config = cls(**values)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        if config.iod_engine not in IOD_ENGINES:
-            raise ConfigError(f"{source}: iod_engine must be one of {', '.join(IOD_ENGINES)}")
         if config.all_stored_with_warnings_status not in (200, 202):
             raise ConfigError(f"{source}: all_stored_with_warnings_status must be 200 or 202")
         return config
@@ -453,9 +460,8 @@ class ImageManager:
         results: list[CheckResult] = []
         if self.config.judge and body_read:
             options: dict[str, dict[str, Any]] = {}
-            if self._tables is not None:  # judged like the gate: the tables where they apply, else dciodvfy
-                options = {"part10_instance_conforms_to_iod_dicom_validator": {"standard_path": BUNDLED},
-                           "part10_instance_conforms_to_iod": {"outside_bundled": True}}
+            if self._tables is not None:  # the tables' verdicts are reported too; dciodvfy judges every instance
+                options = {"part10_instance_conforms_to_iod_dicom_validator": {"standard_path": BUNDLED}}
             ctx = CheckContext(catalogue=self.catalogue, options=options)
             if stow is not None:
                 ctx.seed(exchange, "stow_request", stow)
@@ -796,16 +802,17 @@ class ImageManager:
 
         The messages (``None`` when the engine could not judge, with the reason last) are the
         engine's own, as its check would compute them, so judging can reuse them.  With the
-        ``tables`` engine, an instance of a SOP Class the bundled tables describe is judged in
-        process, and the errors also count what dciodvfy reports but module tables cannot
-        show (File Meta against the data set, the Modality an IOD's text fixes; the judge
-        reports those with their own rules); any other instance goes to dciodvfy.
+        ``tables`` engine, an instance of a SOP Class the bundled tables describe (and of at
+        most :data:`TABLES_GATE_MAX_BYTES`) is judged in process, and the errors also count the
+        Modality its IOD's text fixes (dciodvfy, which judging runs, reports it); any other
+        instance goes to dciodvfy.
         """
         assert self._iod is not None
-        if self._tables is not None and instance.dataset is not None and self._tables.covers(instance):
-            ds = instance.dataset
+        ds = instance.dataset
+        if (self._tables is not None and ds is not None and instance.body.size <= TABLES_GATE_MAX_BYTES
+                and self._tables.covers(instance)):
             messages = self._tables.validate(instance)
-            return "tables", messages, _errors([*messages, *file_meta_messages(ds), *iod_text_messages(ds)]), ""
+            return "tables", messages, _errors([*messages, *iod_text_messages(ds)]), ""
         try:
             messages = self._iod.validate(instance)
             return "dciodvfy", messages, _errors(messages), ""

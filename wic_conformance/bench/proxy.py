@@ -130,8 +130,9 @@ manager.stop()
 """
 
 
-# argv[1]: {"upstream"} as host:port.  Prints {"url"} once listening; relays every connection to the upstream,
-# byte for byte, until stdin is closed.  No HTTP is parsed: it only bounds what any relay can do here.
+# argv[1]: {"upstream": host:port, "path": the DICOMweb root's path}.  Prints {"url"} once listening;
+# relays every connection to the upstream, byte for byte, until stdin is closed.  No HTTP is parsed: it only
+# bounds what any relay can do here.
 _BARE_RELAY_CHILD = r"""
 import json, socket, sys, threading
 args = json.loads(sys.argv[1])

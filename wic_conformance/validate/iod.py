@@ -14,6 +14,8 @@ Two engines implement :class:`IodValidator`:
   machine).  ``standard_path: bundled`` names the tables shipped in the package
   (``data/iod_tables``, built by ``fixtures/build_iod_tables.py``): the IODs of
   the WIC scope only; an instance of another SOP Class is not judged by them.
+  They carry each attribute's Type and the conditions dicom-validator can parse,
+  not enumerated values nor value multiplicities: dciodvfy stays the reference.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
 that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the
@@ -74,7 +76,6 @@ __all__ = [
     "part10_file_meta_consistent",
     "part10_instance_conforms_to_iod",
     "part10_instance_conforms_to_iod_dicom_validator",
-    "file_meta_messages",
     "iod_text_messages",
     "seed_bundled",
     "seed_dciodvfy",
@@ -531,15 +532,18 @@ class DicomValidatorEngine:
     def _info_for(self, dataset: Dataset) -> Any:
         """Return the tables with the IOD's User-optional modules that have no attribute in ``dataset`` left out.
 
-        dicom-validator looks at a U module only when one of its top-level attributes is
-        present (and counts only present attributes when it decides which modules exist),
-        so the verdict is the same; it is spared walking modules that cannot apply.
+        Only for the bundled tables, whose modules list every attribute (no ``include`` of a
+        macro): dicom-validator looks at a U module only when one of its top-level attributes
+        is present (and counts only present attributes when it decides which modules exist),
+        so the verdict is the same; it is spared walking modules that cannot apply.  An
+        edition built from DocBook includes macros, whose attributes this cannot see, so
+        its tables are used whole.
         """
         from dicom_validator.validator.dicom_info import DicomInfo
 
         uid = str(dataset.get("SOPClassUID", ""))
         definition = self.info.iods.get(uid)
-        if definition is None:
+        if definition is None or not self.partial:
             return self.info
         present = {f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in dataset.keys()}
         modules = {name: module for name, module in definition["modules"].items()
@@ -569,10 +573,11 @@ class DicomValidatorEngine:
         from dicom_validator.validator.iod_validator import IODValidator
         from dicom_validator.validator.validation_result import ErrorCode, Status
 
-        with _root_logger_contained():
-            validator = IODValidator(dataset, self._info_for(dataset), error_handler=NullValidationResultHandler(),
-                                     suppress_vr_warnings=self.suppress_vr_warnings)
-            result = validator.validate()
+        # With NullValidationResultHandler dicom-validator logs nothing, so the root logger is left alone
+        # (several threads validate at once in the Image Manager).
+        validator = IODValidator(dataset, self._info_for(dataset), error_handler=NullValidationResultHandler(),
+                                 suppress_vr_warnings=self.suppress_vr_warnings)
+        result = validator.validate()
         iod = ""
         uid = str(result.sop_class_uid or "")
         if uid in self.info.iods:
@@ -667,28 +672,6 @@ def seed_bundled(ctx: CheckContext, exchange: Exchange, instance_index: int, mes
     ctx.seed(exchange, _cache_key(_dicom_validator_engine_key(BUNDLED, None), instance_index), list(messages))
 
 
-def file_meta_messages(dataset: Dataset) -> list[IodMessage]:
-    """Return errors where the File Meta Information contradicts the data set (PS3.10 §7.1).
-
-    What dciodvfy reports about File Meta and dicom-validator's module tables do not
-    see: (0002,0002)/(0002,0003) against (0008,0016)/(0008,0018), and a missing
-    (0002,0010).  For an IOD gate that runs dicom-validator.
-    """
-    meta = getattr(dataset, "file_meta", None)
-    if meta is None:
-        return [IodMessage(Severity.ERROR, "no File Meta Information", "(0002,0000)", raw="no File Meta Information")]
-    out = []
-    for meta_keyword, keyword, tag in (("MediaStorageSOPClassUID", "SOPClassUID", "(0002,0002)"),
-                                       ("MediaStorageSOPInstanceUID", "SOPInstanceUID", "(0002,0003)")):
-        if str(meta.get(meta_keyword, "")) != str(dataset.get(keyword, "")):
-            text = f"{meta_keyword} differs from {keyword}"
-            out.append(IodMessage(Severity.ERROR, text, tag, "FileMetaInformation", raw=text))
-    if "TransferSyntaxUID" not in meta:
-        out.append(IodMessage(Severity.ERROR, "TransferSyntaxUID is missing", "(0002,0010)", "FileMetaInformation",
-                              raw="TransferSyntaxUID is missing"))
-    return out
-
-
 #: Modality (0008,0060) as the IOD's own text fixes it (PS3.3 A.32.1.3.1, A.32.2.3.1, A.32.4.3.1,
 #: A.32.5.3.1, A.32.6.3.1, A.32.7.3.1): a constraint that no module table carries, so dicom-validator
 #: does not see it, while dciodvfy reports another value as an error.
@@ -754,31 +737,21 @@ def _findings(engine: str, messages: Sequence[IodMessage], instance: Part10Insta
 
 
 @check(requirements=["CONV-007", "WIC-IM-002", "STOW-BEH-002"], needs=[Needs.INSTANCES],
-       options={"dciodvfy": None, "timeout": 60.0, "warnings": True, "outside_bundled": False},
-       tags=["iod", "manager", "capturer"])
+       options={"dciodvfy": None, "timeout": 60.0, "warnings": True}, tags=["iod", "manager", "capturer"])
 def part10_instance_conforms_to_iod(ctx: CheckContext, exchange: Exchange) -> None:
     """Every PS3.10 instance conforms to its IOD (PS3.3), as judged by dciodvfy.
 
     dciodvfy errors are error findings and its warnings warning findings (option
     ``warnings: false`` drops them), all citing CONV-007.  Options: ``dciodvfy``
-    (path of the binary), ``timeout`` (seconds), ``outside_bundled`` (judge only
-    instances of SOP Classes the bundled IOD tables do not describe, for an actor
-    whose in-process gate judged the others).  A missing dciodvfy is a toolkit
+    (path of the binary), ``timeout`` (seconds).  A missing dciodvfy is a toolkit
     error (``ValidatorUnavailableError``), never a pass.
     """
     opts = ctx.options
     key, engine = _dciodvfy_key(opts)
-    tables = DicomValidatorEngine(BUNDLED) if opts.get("outside_bundled") else None
     found: list[Finding] = []
-    judged = 0
     for index, instance in enumerate(ctx.instances(exchange)):
-        if tables is not None and tables.covers(instance):
-            continue
-        judged += 1
         messages = _messages(ctx, exchange, index, instance, key, engine)
         found += _findings("dciodvfy", messages, instance, index, warnings=bool(opts.get("warnings", True)))
-    if not judged and ctx.instances(exchange):
-        raise NotApplicable("every instance is of a SOP Class the bundled IOD tables judge (outside_bundled)")
     raise_all(found, "IOD violations (dciodvfy)")
 
 

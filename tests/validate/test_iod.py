@@ -708,16 +708,16 @@ class TestBundledTablesPruning:
 @pytest.mark.peer
 @pytest.mark.usefixtures("no_network")
 class TestBundledTablesKnownGaps:
-    """What the bundled tables do not carry, so only dciodvfy refuses it: enumerated values and value
-    multiplicities.  The Image Manager's ``tables`` gate lets such instances through; judging runs dciodvfy."""
+    """What the bundled tables carry and what they do not (value multiplicities, consistency between
+    attributes), against dciodvfy.  The Image Manager's ``tables`` gate lets the latter through; judging
+    runs dciodvfy."""
 
     @pytest.fixture(autouse=True)
     def _dciodvfy(self, dciodvfy_path: str) -> None:
         """Require the peer."""
 
-    @pytest.mark.parametrize(("keyword", "value"), [("PatientSex", "X"), ("PhotometricInterpretation", "MONOCHROME2"),
-                                                    ("ImageType", "ORIGINAL")])
-    def test_known_gaps(self, keyword: str, value: str) -> None:
+    @staticmethod
+    def verdicts(keyword: str, value: str) -> tuple[list[iod.IodMessage], list[iod.IodMessage]]:
         ds = dcmread(PART10 / "vl-photographic.dcm")
         setattr(ds, keyword, value)
         buffer = io.BytesIO()
@@ -725,7 +725,24 @@ class TestBundledTablesKnownGaps:
         instance = Part10Instance("variant", Body.of(buffer.getvalue()), ds)
         reference = [m for m in iod.Dciodvfy().validate(instance) if m.level is Severity.ERROR]
         bundled = [m for m in iod.DicomValidatorEngine(iod.BUNDLED).validate(instance) if m.level is Severity.ERROR]
+        return reference, bundled
+
+    # value multiplicity (Image Type is 2-n) and consistency between attributes (Photometric Interpretation
+    # against Samples per Pixel): only dciodvfy sees these
+    @pytest.mark.parametrize(("keyword", "value"), [("PhotometricInterpretation", "MONOCHROME2"),
+                                                    ("ImageType", "ORIGINAL")])
+    def test_known_gaps(self, keyword: str, value: str) -> None:
+        reference, bundled = self.verdicts(keyword, value)
         assert reference and not bundled, (reference, bundled)
+
+    # enumerated values, inline (Patient's Sex) and in a section the attribute refers to (Photometric
+    # Interpretation, PS3.3 C.8.12.1.1.1): both engines refuse them
+    @pytest.mark.parametrize(("keyword", "value", "tag"), [("PatientSex", "X", "(0010,0040)"),
+                                                           ("BurnedInAnnotation", "MAYBE", "(0028,0301)"),
+                                                           ("PhotometricInterpretation", "YBR_FULL", "(0028,0004)")])
+    def test_enumerated_values(self, keyword: str, value: str, tag: str) -> None:
+        reference, bundled = self.verdicts(keyword, value)
+        assert reference and tag in [m.tag for m in bundled], (reference, bundled)
 
 
 class TestIodTextMessages:

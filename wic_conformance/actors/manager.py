@@ -154,10 +154,10 @@ class ManagerConfig:
         instance, about 5 ms of CPU each to start it; judging reuses its verdict.
         ``"tables"``: for faster answers, dicom-validator in process on the bundled IOD tables
         (plus the Modality an IOD's text fixes) for the SOP Classes they describe and instances
-        up to :data:`TABLES_GATE_MAX_BYTES`, dciodvfy for the others.  The tables carry Types
-        and conditions but not enumerated values or value multiplicities, so this gate lets
-        through some instances dciodvfy refuses; judging still runs dciodvfy on every
-        instance (after the answer) and reports them.
+        up to :data:`TABLES_GATE_MAX_BYTES`, dciodvfy for the others.  The tables carry Types,
+        conditions and Enumerated Values but not value multiplicities nor consistency rules
+        between attributes, so this gate lets through some instances dciodvfy refuses; judging
+        still runs dciodvfy on every instance (after the answer) and reports them.
     durable_writes : bool
         fsync each stored file (and its folder) and commit the index with ``synchronous = FULL``, so
         that a stored instance survives a power loss.  Off by default: the atomic rename and the

@@ -14,8 +14,9 @@ Two engines implement :class:`IodValidator`:
   machine).  ``standard_path: bundled`` names the tables shipped in the package
   (``data/iod_tables``, built by ``fixtures/build_iod_tables.py``): the IODs of
   the WIC scope only; an instance of another SOP Class is not judged by them.
-  They carry each attribute's Type and the conditions dicom-validator can parse,
-  not enumerated values nor value multiplicities: dciodvfy stays the reference.
+  They carry each attribute's Type, the conditions dicom-validator can parse and
+  unconditional Enumerated Values, not value multiplicities nor consistency rules
+  between attributes: dciodvfy stays the reference.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
 that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the

@@ -67,7 +67,6 @@ from wic_conformance.validate.iod import (
     Dciodvfy,
     DicomValidatorEngine,
     IodMessage,
-    iod_text_messages,
     seed_bundled,
     seed_dciodvfy,
 )
@@ -153,11 +152,11 @@ class ManagerConfig:
         The IOD gate's engine.  ``"dciodvfy"`` (default, the reference): dciodvfy on every
         instance, about 5 ms of CPU each to start it; judging reuses its verdict.
         ``"tables"``: for faster answers, dicom-validator in process on the bundled IOD tables
-        (plus the Modality an IOD's text fixes) for the SOP Classes they describe and instances
-        up to :data:`TABLES_GATE_MAX_BYTES`, dciodvfy for the others.  The tables carry Types,
-        conditions and Enumerated Values but not value multiplicities nor consistency rules
-        between attributes, so this gate lets through some instances dciodvfy refuses; judging
-        still runs dciodvfy on every instance (after the answer) and reports them.
+        (with the IOD's Modality and value multiplicities) for the SOP Classes they describe
+        and instances up to :data:`TABLES_GATE_MAX_BYTES`, dciodvfy for the others.  The tables
+        carry Types, conditions and Enumerated Values but not the consistency rules between
+        attributes, so this gate lets through some instances dciodvfy refuses; judging still
+        runs dciodvfy on every instance (after the answer) and reports them.
     durable_writes : bool
         fsync each stored file (and its folder) and commit the index with ``synchronous = FULL``, so
         that a stored instance survives a power loss.  Off by default: the atomic rename and the
@@ -803,16 +802,15 @@ class ImageManager:
         The messages (``None`` when the engine could not judge, with the reason last) are the
         engine's own, as its check would compute them, so judging can reuse them.  With the
         ``tables`` engine, an instance of a SOP Class the bundled tables describe (and of at
-        most :data:`TABLES_GATE_MAX_BYTES`) is judged in process, and the errors also count the
-        Modality its IOD's text fixes (dciodvfy, which judging runs, reports it); any other
-        instance goes to dciodvfy.
+        most :data:`TABLES_GATE_MAX_BYTES`) is judged in process; any other instance goes to
+        dciodvfy.
         """
         assert self._iod is not None
         ds = instance.dataset
         if (self._tables is not None and ds is not None and instance.body.size <= TABLES_GATE_MAX_BYTES
                 and self._tables.covers(instance)):
             messages = self._tables.validate(instance)
-            return "tables", messages, _errors([*messages, *iod_text_messages(ds)]), ""
+            return "tables", messages, _errors(messages), ""
         try:
             messages = self._iod.validate(instance)
             return "dciodvfy", messages, _errors(messages), ""

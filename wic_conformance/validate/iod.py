@@ -15,8 +15,9 @@ Two engines implement :class:`IodValidator`:
   (``data/iod_tables``, built by ``fixtures/build_iod_tables.py``): the IODs of
   the WIC scope only; an instance of another SOP Class is not judged by them.
   They carry each attribute's Type, the conditions dicom-validator can parse and
-  unconditional Enumerated Values, not value multiplicities nor consistency rules
-  between attributes: dciodvfy stays the reference.
+  unconditional Enumerated Values; on them the engine also checks value
+  multiplicities and the Modality an IOD's text fixes.  Consistency rules between
+  attributes are not seen: dciodvfy stays the reference.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
 that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the
@@ -48,12 +49,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydicom import Dataset, dcmread
-from pydicom.datadict import DicomDictionary, tag_for_keyword
+from pydicom.datadict import DicomDictionary, dictionary_VM, tag_for_keyword
 
 from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.part10 import Part10Instance
@@ -78,6 +79,7 @@ __all__ = [
     "part10_instance_conforms_to_iod",
     "part10_instance_conforms_to_iod_dicom_validator",
     "iod_text_messages",
+    "multiplicity_messages",
     "seed_bundled",
     "seed_dciodvfy",
 ]
@@ -490,7 +492,10 @@ class DicomValidatorEngine:
     """pydicom's dicom-validator (``IODValidator``) on a locally configured standard edition.
 
     ``TagUnexpected`` results (an attribute the IOD does not list) become warnings,
-    as dciodvfy reports them; every other result is an error.
+    as dciodvfy reports them; every other result is an error.  On the bundled tables
+    the engine also reports what dicom-validator does not check and dciodvfy does:
+    the Modality an IOD's text fixes (:func:`iod_text_messages`) and value
+    multiplicities (:func:`multiplicity_messages`).
 
     Parameters
     ----------
@@ -604,6 +609,8 @@ class DicomValidatorEngine:
                 text = f"{name} {detail}{kind}{where}"
                 level = Severity.WARNING if error.code is ErrorCode.TagUnexpected else Severity.ERROR
                 messages.append(IodMessage(level, text, tag, module, iod, f"Module {module}: {text}"))
+        if self.partial:  # what dicom-validator leaves to the reference and the bundled engine adds
+            messages += [replace(m, iod=iod) for m in (*iod_text_messages(dataset), *multiplicity_messages(dataset))]
         return messages
 
 
@@ -691,6 +698,54 @@ def iod_text_messages(dataset: Dataset) -> list[IodMessage]:
         return []
     text = f"(0008,0060) Modality is {modality}, the IOD allows only {wanted}"
     return [IodMessage(Severity.ERROR, text, "(0008,0060)", "GeneralSeries", raw=text)]
+
+
+#: VRs whose value is a single value by definition (PS3.5 Table 6.2-1).
+_SINGLE_VALUED_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "LT", "ST", "UT", "UR"})
+
+
+def _vm_allows(spec: str, count: int) -> bool:
+    """Return whether ``count`` values fit a PS3.6 Value Multiplicity (``1``, ``1-3``, ``2-n``, ``3-3n``)."""
+    low, _, high = spec.partition("-")
+    if not low.isdigit():
+        return True  # an unusual spelling: nothing to say
+    if not high:
+        return count == int(low)
+    if count < int(low):
+        return False
+    if high == "n":
+        return True
+    if high.endswith("n") and high[:-1].isdigit():
+        return count % int(high[:-1]) == 0
+    return not high.isdigit() or count <= int(high)
+
+
+def multiplicity_messages(dataset: Dataset, _where: str = "") -> list[IodMessage]:
+    """Return errors where a standard attribute holds more or fewer values than PS3.6 allows, items included.
+
+    What dciodvfy reports as "Bad attribute Value Multiplicity" and dicom-validator does
+    not check.  Empty values (allowed for Type 2 and 3 attributes) and private or unknown
+    attributes are not judged.
+    """
+    out: list[IodMessage] = []
+    for tag in dataset.keys():
+        if tag.is_private or dataset.get_item(tag, keep_deferred=True).VR in _SINGLE_VALUED_VRS:
+            continue  # one value by definition; a deferred bulk value stays unread
+        elem = dataset[tag]
+        if elem.VR == "SQ":
+            for number, item in enumerate(elem.value or (), 1):
+                out += multiplicity_messages(item, f"{_where}{elem.keyword or elem.tag} item {number} > ")
+            continue
+        try:
+            spec = dictionary_VM(elem.tag)
+        except KeyError:
+            continue
+        count = elem.VM
+        if count and not _vm_allows(spec, count):
+            where = f"({elem.tag.group:04X},{elem.tag.element:04X})"
+            text = f"{_where}{where} {elem.name} has {count} value(s); PS3.6 allows {spec}"
+            out.append(IodMessage(Severity.ERROR, text, where, raw=text))
+    return out
 
 
 def _standard_path(options: Mapping[str, Any]) -> str | None:

@@ -713,7 +713,7 @@ class TestBundledTablesKnownGaps:
         """Require the peer."""
 
     @staticmethod
-    def verdicts(keyword: str, value: str) -> tuple[list[iod.IodMessage], list[iod.IodMessage]]:
+    def verdicts(keyword: str, value: str | list[str]) -> tuple[list[iod.IodMessage], list[iod.IodMessage]]:
         ds = dcmread(PART10 / "vl-photographic.dcm")
         setattr(ds, keyword, value)
         buffer = io.BytesIO()
@@ -736,8 +736,9 @@ class TestBundledTablesKnownGaps:
                                                            ("BurnedInAnnotation", "MAYBE", "(0028,0301)"),
                                                            ("PhotometricInterpretation", "YBR_FULL", "(0028,0004)"),
                                                            ("Modality", "CT", "(0008,0060)"),
-                                                           ("ImageType", "ORIGINAL", "(0008,0008)")])
-    def test_enumerated_values(self, keyword: str, value: str, tag: str) -> None:
+                                                           ("ImageType", "ORIGINAL", "(0008,0008)"),
+                                                           ("ImageType", ["BOGUS", "PRIMARY"], "(0008,0008)")])
+    def test_enumerated_values(self, keyword: str, value: str | list[str], tag: str) -> None:
         reference, bundled = self.verdicts(keyword, value)
         assert reference and tag in [m.tag for m in bundled], (reference, bundled)
 

@@ -15,8 +15,8 @@ Two engines implement :class:`IodValidator`:
   (``data/iod_tables``, built by ``fixtures/build_iod_tables.py``): the IODs of
   the WIC scope only; an instance of another SOP Class is not judged by them.
   They carry each attribute's Type, the conditions dicom-validator can parse and
-  unconditional Enumerated Values; on them the engine also checks value
-  multiplicities and the Modality an IOD's text fixes.  Consistency rules between
+  unconditional Enumerated Values; on them the engine also checks the File Meta
+  Information, value multiplicities and the Modality an IOD's text fixes.  Consistency rules between
   attributes are not seen: dciodvfy stays the reference.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
@@ -55,6 +55,7 @@ from typing import Any, Protocol
 
 from pydicom import Dataset, dcmread
 from pydicom.datadict import DicomDictionary, dictionary_VM, tag_for_keyword
+from pydicom.dataset import FileDataset
 
 from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.part10 import Part10Instance
@@ -78,6 +79,7 @@ __all__ = [
     "part10_file_meta_consistent",
     "part10_instance_conforms_to_iod",
     "part10_instance_conforms_to_iod_dicom_validator",
+    "file_meta_messages",
     "iod_text_messages",
     "multiplicity_messages",
     "seed_bundled",
@@ -494,8 +496,9 @@ class DicomValidatorEngine:
     ``TagUnexpected`` results (an attribute the IOD does not list) become warnings,
     as dciodvfy reports them; every other result is an error.  On the bundled tables
     the engine also reports what dicom-validator does not check and dciodvfy does:
-    the Modality an IOD's text fixes (:func:`iod_text_messages`) and value
-    multiplicities (:func:`multiplicity_messages`).
+    the File Meta Information (:func:`file_meta_messages`), the Modality an IOD's
+    text fixes (:func:`iod_text_messages`) and value multiplicities
+    (:func:`multiplicity_messages`).
 
     Parameters
     ----------
@@ -610,7 +613,8 @@ class DicomValidatorEngine:
                 level = Severity.WARNING if error.code is ErrorCode.TagUnexpected else Severity.ERROR
                 messages.append(IodMessage(level, text, tag, module, iod, f"Module {module}: {text}"))
         if self.partial:  # what dicom-validator leaves to the reference and the bundled engine adds
-            messages += [replace(m, iod=iod) for m in (*iod_text_messages(dataset), *multiplicity_messages(dataset))]
+            extra = (*file_meta_messages(dataset), *iod_text_messages(dataset), *multiplicity_messages(dataset))
+            messages += [replace(m, iod=iod) for m in extra]
         return messages
 
 
@@ -698,6 +702,35 @@ def iod_text_messages(dataset: Dataset) -> list[IodMessage]:
         return []
     text = f"(0008,0060) Modality is {modality}, the IOD allows only {wanted}"
     return [IodMessage(Severity.ERROR, text, "(0008,0060)", "GeneralSeries", raw=text)]
+
+
+#: The Type 1 elements of the File Meta Information (PS3.10 Table 7.1-1).
+_FILE_META_TYPE_1 = ("FileMetaInformationGroupLength", "FileMetaInformationVersion", "MediaStorageSOPClassUID",
+                     "MediaStorageSOPInstanceUID", "TransferSyntaxUID", "ImplementationClassUID")
+
+
+def file_meta_messages(dataset: Dataset) -> list[IodMessage]:
+    """Return errors in the File Meta Information of a data set read from a PS3.10 file (PS3.10 §7.1).
+
+    Its Type 1 elements, and Media Storage SOP Class/Instance UIDs equal to the data set's:
+    what dciodvfy reports and dicom-validator does not check.  A data set without File
+    Meta gets nothing; one built in memory is not asked for the group length and version,
+    which writing adds.
+    """
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None or not len(meta):
+        return []
+    # A data set built in memory gets its group length and version when pydicom writes it.
+    written = _FILE_META_TYPE_1 if isinstance(dataset, FileDataset) else _FILE_META_TYPE_1[2:]
+    out = []
+    for keyword in written:
+        if meta.get(keyword) in (None, "", b""):
+            out.append(f"{keyword} (Type 1 in the File Meta Information) is missing or empty")
+    for meta_keyword, keyword in (("MediaStorageSOPClassUID", "SOPClassUID"),
+                                  ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
+        if meta.get(meta_keyword) and str(meta.get(meta_keyword)) != str(dataset.get(keyword, "")):
+            out.append(f"{meta_keyword} differs from {keyword}")
+    return [IodMessage(Severity.ERROR, text, "(0002,0000)", "FileMetaInformation", raw=text) for text in out]
 
 
 #: VRs whose value is a single value by definition (PS3.5 Table 6.2-1).

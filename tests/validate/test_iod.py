@@ -706,9 +706,12 @@ class TestBundledTablesKnownGaps:
         """Require the peer."""
 
     @staticmethod
-    def verdicts(keyword: str, value: str | list[str]) -> tuple[list[iod.IodMessage], list[iod.IodMessage]]:
+    def verdicts(keyword: str, value: object) -> tuple[list[iod.IodMessage], list[iod.IodMessage]]:
         ds = dcmread(PART10 / "vl-photographic.dcm")
-        setattr(ds, keyword, value)
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         instance = Part10Instance("variant", Body.of(buffer.getvalue()), ds)
@@ -716,9 +719,13 @@ class TestBundledTablesKnownGaps:
         bundled = [m for m in iod.DicomValidatorEngine(iod.BUNDLED).validate(instance) if m.level is Severity.ERROR]
         return reference, bundled
 
-    # consistency between attributes (Photometric Interpretation against Samples per Pixel): only dciodvfy
-    @pytest.mark.parametrize(("keyword", "value"), [("PhotometricInterpretation", "MONOCHROME2")])
-    def test_known_gaps(self, keyword: str, value: str) -> None:
+    # consistency between attributes (Photometric Interpretation or Bits Allocated against Samples per Pixel
+    # and the transfer syntax), a 2C condition in prose (Patient Orientation), a PN component over 64
+    # characters: only dciodvfy refuses these
+    @pytest.mark.parametrize(("keyword", "value"), [("PhotometricInterpretation", "MONOCHROME2"),
+                                                    ("SamplesPerPixel", 1), ("BitsAllocated", 16),
+                                                    ("PatientOrientation", None), ("PatientName", "A" * 70 + "^B")])
+    def test_known_gaps(self, keyword: str, value: object) -> None:
         reference, bundled = self.verdicts(keyword, value)
         assert reference and not bundled, (reference, bundled)
 

@@ -93,6 +93,7 @@ from wic_conformance.dicomweb.stow import StowRequest
 from wic_conformance.errors import ConfigError
 from wic_conformance.model import media
 from wic_conformance.model.enums import (
+    IOD_MODALITY,
     ConversionTypeValues,
     LossyImageCompressionMethodValues,
     ModalityValues,
@@ -172,8 +173,8 @@ _MULTIFRAME_SC = frozenset({_MF_GRAYSCALE_BYTE_SC, _MF_GRAYSCALE_WORD_SC, _MF_TR
 _SC_EQUIPMENT = frozenset({_SECONDARY_CAPTURE, *_MULTIFRAME_SC, _ENCAPSULATED_PDF})
 _VL_IMAGE = frozenset({_VL_PHOTOGRAPHIC, *_VIDEO_CLASSES})
 #: Modality each IOD fixes (PS3.3 A.32.4.3.1, A.32.7.3.1 and the video siblings).
-_FIXED_MODALITY = {_VL_PHOTOGRAPHIC: "XC", _VIDEO_PHOTOGRAPHIC: "XC", _VIDEO_ENDOSCOPIC: "ES",
-                   _VIDEO_MICROSCOPIC: "GM"}
+_FIXED_MODALITY = {uid: IOD_MODALITY[uid] for uid in (_VL_PHOTOGRAPHIC, _VIDEO_PHOTOGRAPHIC, _VIDEO_ENDOSCOPIC,
+                                                       _VIDEO_MICROSCOPIC)}
 _DEFAULT_MODALITY = {_SECONDARY_CAPTURE: ModalityValues.OT.value, _ENCAPSULATED_PDF: ModalityValues.DOC.value,
                      **{uid: ModalityValues.OT.value for uid in _MULTIFRAME_SC}}
 #: Photometric Interpretations the VL Image Module allows (PS3.3 C.8.12.1.1.X).

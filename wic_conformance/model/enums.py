@@ -22,6 +22,7 @@ __all__ = [
     "BurnedInAnnotationValues",
     "ContinuityOfContentValues",
     "ConversionTypeValues",
+    "IOD_MODALITY",
     "LateralityValues",
     "LossyImageCompressionMethodValues",
     "LossyImageCompressionValues",
@@ -186,3 +187,13 @@ class TransferSyntaxUIDValues(StrEnum):
     MPEG4_HP42_STEREO = "1.2.840.10008.1.2.4.106"
     HEVC_MP51 = "1.2.840.10008.1.2.4.107"
     HEVC_M10P51 = "1.2.840.10008.1.2.4.108"
+
+
+#: Modality (0008,0060) as an IOD's own text fixes it (PS3.3 A.32.1.3.1, A.32.2.3.1, A.32.4.3.1, A.32.5.3.1,
+#: A.32.6.3.1, A.32.7.3.1), by SOP Class UID: a constraint that no module table carries.
+IOD_MODALITY = {
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "ES", "1.2.840.10008.5.1.4.1.1.77.1.1.1": "ES",
+    "1.2.840.10008.5.1.4.1.1.77.1.2": "GM", "1.2.840.10008.5.1.4.1.1.77.1.2.1": "GM",
+    SOPClassUIDValues.VL_PHOTOGRAPHIC_IMAGE_STORAGE.value: ModalityValues.XC.value,
+    SOPClassUIDValues.VIDEO_PHOTOGRAPHIC_IMAGE_STORAGE.value: ModalityValues.XC.value,
+}

@@ -16,8 +16,8 @@ Two engines implement :class:`IodValidator`:
   the WIC scope only; an instance of another SOP Class is not judged by them.
   They carry each attribute's Type, the conditions dicom-validator can parse and
   unconditional Enumerated Values; on them the engine also checks the File Meta
-  Information, value multiplicities and the Modality an IOD's text fixes.  Consistency rules between
-  attributes are not seen: dciodvfy stays the reference.
+  Information, value multiplicities and the Modality an IOD's text fixes.
+  Consistency rules between attributes are not seen: dciodvfy stays the reference.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
 that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the
@@ -61,7 +61,7 @@ from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.part10 import Part10Instance
 from wic_conformance.errors import ValidatorUnavailableError
 from wic_conformance.findings import Finding, IodViolation, Severity, raise_all
-from wic_conformance.model.enums import TransferSyntaxUIDValues
+from wic_conformance.model.enums import IOD_MODALITY, TransferSyntaxUIDValues
 from wic_conformance.validate.registry import CheckContext, Needs, NotApplicable, check
 
 __all__ = [
@@ -684,18 +684,12 @@ def seed_bundled(ctx: CheckContext, exchange: Exchange, instance_index: int, mes
     ctx.seed(exchange, _cache_key(_dicom_validator_engine_key(BUNDLED, None), instance_index), list(messages))
 
 
-#: Modality (0008,0060) as the IOD's own text fixes it (PS3.3 A.32.1.3.1, A.32.2.3.1, A.32.4.3.1,
-#: A.32.5.3.1, A.32.6.3.1, A.32.7.3.1): a constraint that no module table carries, so dicom-validator
-#: does not see it, while dciodvfy reports another value as an error.
-IOD_MODALITY = {
-    "1.2.840.10008.5.1.4.1.1.77.1.1": "ES", "1.2.840.10008.5.1.4.1.1.77.1.1.1": "ES",
-    "1.2.840.10008.5.1.4.1.1.77.1.2": "GM", "1.2.840.10008.5.1.4.1.1.77.1.2.1": "GM",
-    "1.2.840.10008.5.1.4.1.1.77.1.4": "XC", "1.2.840.10008.5.1.4.1.1.77.1.4.1": "XC",
-}
-
-
 def iod_text_messages(dataset: Dataset) -> list[IodMessage]:
-    """Return errors against constraints an IOD states in its text, not in a module table (:data:`IOD_MODALITY`)."""
+    """Return errors against constraints an IOD states in its text, not in a module table.
+
+    The Modality of :data:`~wic_conformance.model.enums.IOD_MODALITY`: dicom-validator does
+    not see it, while dciodvfy reports another value as an error.
+    """
     wanted = IOD_MODALITY.get(str(dataset.get("SOPClassUID", "")))
     modality = dataset.get("Modality")
     if wanted is None or modality is None or str(modality) == wanted:

@@ -778,8 +778,8 @@ class ImageManager:
         if self.dataset_transforms:  # deliberate defects (faults.py): after the checks a Manager runs itself
             unverified = ""
             if self.config.validate_iod:
-                _engine, _messages, errors, unverified = self._gate(
-                    Part10Instance("converted instance", Body.of(data), ds))
+                _engine, messages, unverified = self._gate(Part10Instance("converted instance", Body.of(data), ds))
+                errors = _errors(messages)
                 if errors:
                     return _Gated(None, errors, unverified)
             for transform in self.dataset_transforms:
@@ -788,16 +788,17 @@ class ImageManager:
         if not self.config.validate_iod:
             return _Gated(self.store.put(ds, data, on_duplicate=self.config.duplicate))
         with self.store.stage(ds, data) as staged:
-            engine, messages, errors, unverified = self._gate(
+            engine, messages, unverified = self._gate(
                 Part10Instance("converted instance", Body.from_file(staged.path), ds))
             if source is not None and messages is not None and id(source) in positions:
                 verdicts[positions[id(source)]] = (engine, messages)
+            errors = _errors(messages)
             if errors:
                 return _Gated(None, errors, unverified)
             return _Gated(staged.commit(on_duplicate=self.config.duplicate), "", unverified)
 
-    def _gate(self, instance: Part10Instance) -> tuple[str, list[IodMessage] | None, str, str]:
-        """Judge ``instance``: return the engine, its messages, the errors that refuse it and why it went unjudged.
+    def _gate(self, instance: Part10Instance) -> tuple[str, list[IodMessage] | None, str]:
+        """Judge ``instance``: return the engine, its messages and why it went unjudged.
 
         The messages (``None`` when the engine could not judge, with the reason last) are the
         engine's own, as its check would compute them, so judging can reuse them.  With the
@@ -809,15 +810,13 @@ class ImageManager:
         ds = instance.dataset
         if (self._tables is not None and ds is not None and instance.body.size <= TABLES_GATE_MAX_BYTES
                 and self._tables.covers(instance)):
-            messages = self._tables.validate(instance)
-            return "tables", messages, _errors(messages), ""
+            return "tables", self._tables.validate(instance), ""
         try:
-            messages = self._iod.validate(instance)
-            return "dciodvfy", messages, _errors(messages), ""
+            return "dciodvfy", self._iod.validate(instance), ""
         except ValidatorUnavailableError as exc:  # e.g. a transfer syntax dciodvfy cannot read
             sop = instance.dataset.get("SOPInstanceUID") if instance.dataset is not None else None
             log.warning("IOD of %s not verified: %s", sop, exc)
-            return "dciodvfy", None, "", str(exc)
+            return "dciodvfy", None, str(exc)
 
     def _status(self, referenced: list[SopRef], failed: list[SopRef]) -> int:
         if referenced and not failed:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -224,6 +225,35 @@ class TestReading:
 
     def test_metadata_of_an_unknown_study(self, store: InstanceStore) -> None:
         assert store.metadata("9.9") == []
+
+    def test_metadata_is_derived_from_the_file_on_first_read_and_kept(self, store: InstanceStore) -> None:
+        ds, _data = make("1.2.3.1")
+        put(store, "1.2.3.1")
+
+        def column() -> tuple[str, str]:
+            with sqlite3.connect(store.root / "index.sqlite3") as conn:
+                found = conn.execute("SELECT metadata, bulk_data FROM instances").fetchone()
+            return str(found[0]), str(found[1])
+
+        assert column() == ("", "")  # storing does not derive it
+        (found,) = store.search(parse_qido_query("instance", [("PatientName", "Doe*")]))
+        assert found["00080018"]["Value"] == ["1.2.3.1"]
+        metadata, bulk = column()
+        assert json.loads(metadata)["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Doe^Jane"}]}
+        assert json.loads(bulk) == [{"tag": "7FE00010", "vr": "OB"}]
+        (doc,) = store.metadata(STUDY_A)
+        assert doc == json.loads(metadata)
+        del ds.PixelData
+        assert doc == {k: v for k, v in ds.to_json_dict().items()}
+
+    def test_an_unreadable_file_gives_empty_metadata_not_a_failed_read(self, store: InstanceStore,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+        put(store, "1.2.3.1")
+        (path,) = dcm_files(store)
+        path.write_bytes(b"not DICOM")  # changed behind the store's back
+        assert store.metadata(STUDY_A) == [{}]
+        assert "cannot derive the metadata of 1.2.3.1" in caplog.text
+        assert [r.sop_uid for r in store.instances()] == ["1.2.3.1"]
 
 
 class TestSearch:

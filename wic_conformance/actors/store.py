@@ -3,7 +3,10 @@
 Files live under ``root/instances/{study}/{series}/{sop}.dcm``; the index
 ``root/index.sqlite3`` (WAL mode) holds one row per instance with the main
 identifying attributes and the instance metadata as DICOM JSON without bulk data,
-which QIDO-RS matching and WADO-RS metadata are served from.
+which QIDO-RS matching and WADO-RS metadata are served from.  That metadata is derived
+from the stored file when it is first read, not while the instance is stored (storing
+is on the STOW-RS request path, most instances are never searched for in detail): an
+empty ``metadata`` column means "not derived yet".
 
 A store is safe for concurrent use from several threads (one SQLite connection per
 thread; writes serialised by SQLite's write lock).  Storing is atomic: the bytes go to
@@ -49,6 +52,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from wic_conformance.dicomweb.exchange import Body
+from wic_conformance.dicomweb.part10 import read_part10
 from wic_conformance.dicomweb.qido import MatchKind, QidoQuery, QueryLevel, is_bulk_data, matches, to_result
 from wic_conformance.dicomweb.qido import without_bulk_data as _without_bulk_data
 from wic_conformance.errors import UsageError
@@ -552,8 +556,34 @@ class InstanceStore:
         row["sha256"] = sha256
         row["stored_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
         row["path"] = path.relative_to(self._root).as_posix()
-        row["metadata"], row["bulk_data"] = _metadata_and_bulk(ds)
+        row["metadata"] = row["bulk_data"] = ""  # derived from the file on first read (_derived_metadata)
         return row
+
+    def _derived_metadata(self, rows: list[sqlite3.Row]) -> dict[str, tuple[str, str]]:
+        """Return ``{sop: (metadata, bulk_data)}`` for rows, deriving (and keeping) what is not derived yet.
+
+        A file that cannot be decoded any more (changed behind the store's back) gives empty
+        metadata and a logged warning rather than a failed read.
+        """
+        out: dict[str, tuple[str, str]] = {}
+        derived: list[tuple[str, str, str]] = []
+        for row in rows:
+            sop, metadata, bulk = row["sop_instance_uid"], row["metadata"], row["bulk_data"]
+            if not metadata:
+                instance = read_part10(Body.from_file(self._root / row["path"]), location=row["path"])
+                if instance.dataset is None:
+                    log.warning("cannot derive the metadata of %s from %s: %s", sop, row["path"],
+                                "; ".join(d.message for d in instance.deviations))
+                    metadata, bulk = "{}", "[]"
+                else:
+                    metadata, bulk = _metadata_and_bulk(instance.dataset)
+                    derived.append((metadata, bulk, sop))
+            out[sop] = (metadata, bulk)
+        if derived:
+            self._connect().executemany(
+                "UPDATE instances SET metadata = ?, bulk_data = ? WHERE sop_instance_uid = ? AND metadata = ''",
+                derived)
+        return out
 
     def _insert_row(self, conn: sqlite3.Connection, row: dict[str, Any], rowid: int | None) -> None:
         """Insert one index row (keeping ``rowid`` when replacing, so the study keeps its place)."""
@@ -565,7 +595,11 @@ class InstanceStore:
 
     def _write_temp(self, folder: Path, sop: str, data: bytes | Body) -> tuple[Path, int, str]:
         """Write ``data`` to a new temporary file in ``folder``; return its path, size and SHA-256."""
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{sop}.", suffix=".tmp")
+        try:
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f".{sop}.", suffix=".tmp")
+        except FileNotFoundError:  # the first instance of its series: make the folders only then
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f".{sop}.", suffix=".tmp")
         try:
             try:
                 size, digest = _copy_hashed(fd, data)
@@ -609,7 +643,6 @@ class InstanceStore:
             raise UsageError("the InstanceStore is closed")
         study, series, sop = _uids(ds)
         final = self._instances / study / series / f"{sop}.dcm"
-        final.parent.mkdir(parents=True, exist_ok=True)
         temp, size, digest = self._write_temp(final.parent, sop, data)
         return StagedInstance(self, ds, sop, final, temp, size, digest)
 
@@ -769,11 +802,14 @@ class InstanceStore:
         PS3.18 §10.4.1.1.2 (metadata resources), Annex F (DICOM JSON Model).
         """
         out: list[dict[str, Any]] = []
-        for row in self._select(study, series, sop):
-            doc: dict[str, Any] = json.loads(row["metadata"])
+        rows = self._select(study, series, sop)
+        derived = self._derived_metadata(rows)
+        for row in rows:
+            metadata, bulk = derived[row["sop_instance_uid"]]
+            doc: dict[str, Any] = json.loads(metadata)
             if bulk_data_uri is not None:
                 ref = self._ref(row)
-                for item in json.loads(row["bulk_data"]):
+                for item in json.loads(bulk):
                     uri = bulk_data_uri(ref, int(item["tag"], 16))
                     doc[item["tag"]] = {"vr": item["vr"], "BulkDataURI": uri}
                 doc = dict(sorted(doc.items()))
@@ -822,8 +858,8 @@ class InstanceStore:
         base = base_url.rstrip("/") if base_url is not None else None
         with self._transaction() as conn:  # one snapshot for both reads
             rows = conn.execute(
-                f"SELECT i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid, i.metadata"
-                f" FROM instances AS i {where} {_ORDER}", args,
+                f"SELECT i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid, i.metadata, i.bulk_data,"
+                f" i.path FROM instances AS i {where} {_ORDER}", args,
             ).fetchall()
             related = conn.execute(
                 "SELECT study_instance_uid, series_instance_uid, modality, sop_class_uid FROM instances"
@@ -843,6 +879,7 @@ class InstanceStore:
                 st["classes"].add(r[3])
             series_counts[(r[0], r[1])] = series_counts.get((r[0], r[1]), 0) + 1
 
+        derived = self._derived_metadata(rows)
         wanted = None if query.limit is None else query.offset + query.limit
         seen: set[tuple[str, ...]] = set()
         found: list[tuple[Dataset, dict[str | int, Any]]] = []
@@ -865,7 +902,7 @@ class InstanceStore:
                 levels = ("studies", "series", "instances")
                 extra["RetrieveURL"] = base + "".join(
                     f"/{part}/{uid}" for part, uid in zip(levels, key, strict=False))
-            view = Dataset.from_json(row[3])
+            view = Dataset.from_json(derived[sop][0])
             for keyword, value in extra.items():
                 setattr(view, str(keyword), value)
             if not matches(query, view):

@@ -73,9 +73,11 @@ class ErrorCapture:
 def _bounded_httptools(max_head_bytes: int) -> type[asyncio.Protocol]:
     """Return uvicorn's httptools protocol with a bound on the request head, which httptools itself lacks.
 
-    Bytes that arrive while a request head is incomplete are counted; past ``max_head_bytes``
-    the connection gets 400 and is closed (what uvicorn's h11 protocol answers to an
-    over-long head), before the parser buffers any more of it.
+    The bytes of each request head are counted; past ``max_head_bytes`` the connection gets
+    400 and is closed (what uvicorn's h11 protocol answers to an over-long incomplete head),
+    before the parser sees any more of it.  Body bytes that arrive in the same read as the
+    head do not count.  Unlike h11, which only bounds what it buffers of an *incomplete*
+    head, a head over the bound is refused even when it arrives whole.
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -86,13 +88,26 @@ def _bounded_httptools(max_head_bytes: int) -> type[asyncio.Protocol]:
             self._head_bytes = 0
 
         def data_received(self, data: bytes) -> None:
-            if self._in_head:
+            if not self._in_head:
+                super().data_received(data)
+                return
+            room = max_head_bytes - self._head_bytes
+            if len(data) <= room:
                 self._head_bytes += len(data)
-                if self._head_bytes > max_head_bytes:
-                    log.warning("request head over %d bytes: refused", max_head_bytes)
-                    self.send_400_response("Invalid HTTP request received.")
-                    return
-            super().data_received(data)
+                super().data_received(data)
+                return
+            # Only bytes of the head count: a read that also carries body bytes is fed up to the
+            # bound first, and the rest only if that completed the head.
+            self._head_bytes = max_head_bytes
+            if room > 0:
+                super().data_received(data[:room])
+            if self.transport.is_closing():
+                return
+            if self._in_head:
+                log.warning("request head over %d bytes: refused", max_head_bytes)
+                self.send_400_response("Invalid HTTP request received.")
+                return
+            self.data_received(data[room:])
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -120,10 +135,10 @@ class AsgiServer:
     server_header, date_header : bool
         Whether uvicorn adds its own Server and Date fields (a relay passes the upstream's on).
     http : str
-        uvicorn's HTTP/1.1 implementation: ``"h11"`` (pure Python, the default: its limits and
-        error answers are the ones the Image Manager's tests know) or ``"httptools"`` (the C
-        parser, for throughput; ``h11_max_incomplete_event_size`` then bounds the request head
-        the same way, answered with the same 400).
+        uvicorn's HTTP/1.1 implementation: ``"h11"`` (pure Python, the default) or
+        ``"httptools"`` (the C parser, for throughput: the simulated Image Manager and the
+        recording proxy use it; ``h11_max_incomplete_event_size`` then bounds the request head,
+        answered with the same 400; see :func:`_bounded_httptools`).
     loop : str
         uvicorn's event loop: ``"asyncio"`` (the default) or ``"uvloop"``.
     """

@@ -420,6 +420,26 @@ class TestJudging:
             assert verdicts and verdicts[0]["status"] == 200
             assert "STOW-HDR-004" in {f["requirement"] for f in verdicts[0]["findings"]}
 
+    @pytest.mark.parametrize("padding", [0, 2 << 20], ids=["read into memory", "spooled while read"])
+    def test_every_recorded_request_body_is_in_a_file(self, tmp_path: Path, padding: int) -> None:
+        from wic_conformance.actors.manager import MEMORY_BODY_BYTES
+
+        parts = [({"Content-Type": mt.APPLICATION_DICOM}, part10_with_new_uids("part10/vl-photographic"))]
+        if padding:
+            parts.append(({"Content-Type": mt.APPLICATION_DICOM}, b"x" * padding))  # not DICOM: that part fails
+        ctype, body = encode_multipart(parts, root_type=mt.APPLICATION_DICOM)
+        assert (len(body) > MEMORY_BODY_BYTES) == bool(padding)
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False)) as im:
+            r = requests.post(f"{im.url}/studies", data=body, headers={"Content-Type": ctype, **ACCEPT_JSON},
+                              timeout=30)
+            assert r.status_code in (200, 202)
+            wait_for_verdicts(im, 1)
+            (exchange,) = im.exchanges
+        (record,) = [json.loads(line) for line in (tmp_path / "exchanges.ndjson").read_text().splitlines()]
+        assert record["request"]["body_size"] == len(body)
+        assert Path(record["request"]["body_file"]).read_bytes() == body
+        assert exchange.request is not None and exchange.request.body.path == Path(record["request"]["body_file"])
+
 
 def wait_for_verdicts(im: ImageManager, count: int) -> None:
     deadline = time.monotonic() + 30

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hmac
 import io
 import json
@@ -36,7 +37,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from pydicom import Dataset, dcmread, dcmwrite
@@ -120,6 +121,9 @@ IOD_ENGINES = ("dciodvfy", "tables")
 #: Largest instance the ``tables`` gate judges in process (dicom-validator reads every value below
 #: Pixel Data into memory, an encapsulated document's included); larger ones go to dciodvfy.
 TABLES_GATE_MAX_BYTES = 64 << 20
+
+#: Request bodies up to this size are read into memory and written to the spool folder after the answer.
+MEMORY_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +475,7 @@ class ImageManager:
                     else:
                         seed_dciodvfy(ctx, exchange, index, messages)
             results = REGISTRY.run(ctx, exchange, tags=["capturer"])
+        exchange = self._spooled(exchange)
         findings = tuple(f for r in results for f in r.findings)
         errors = tuple(f"{r.check}: {r.error}" for r in results if r.outcome is Outcome.ERROR)
         assert exchange.request is not None and exchange.response is not None
@@ -604,26 +609,57 @@ class ImageManager:
         return stow, _Stored(submission, self.on_store(submission))
 
     async def _spool_body(self, request: StarletteRequest) -> Body:
-        fd, name = tempfile.mkstemp(prefix="stow-", suffix=".body", dir=self.spool_dir)
+        """Read the request body: in memory up to :data:`MEMORY_BODY_BYTES`, past that into a spool file.
+
+        A body kept in memory is written to the spool folder when its exchange is recorded
+        (after the answer), so every recorded request body ends up in a file.
+        """
+        chunks: list[bytes] = []
+        handle: IO[bytes] | None = None
+        name = ""
         size = 0
         try:
-            with os.fdopen(fd, "wb") as handle:
-                stream: AsyncIterator[bytes] = request.stream().__aiter__()
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(stream.__anext__(), self.config.body_timeout)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise _SlowClient from None
-                    size += len(chunk)
-                    if size > self.config.max_body_bytes:
-                        raise _BodyTooLarge
-                    handle.write(chunk)
+            stream: AsyncIterator[bytes] = request.stream().__aiter__()
+            while True:
+                try:
+                    async with asyncio.timeout(self.config.body_timeout):
+                        chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise _SlowClient from None
+                size += len(chunk)
+                if size > self.config.max_body_bytes:
+                    raise _BodyTooLarge
+                if handle is None and size <= MEMORY_BODY_BYTES:
+                    chunks.append(chunk)
+                    continue
+                if handle is None:
+                    fd, name = tempfile.mkstemp(prefix="stow-", suffix=".body", dir=self.spool_dir)
+                    handle = os.fdopen(fd, "wb")
+                    handle.writelines(chunks)
+                    chunks = []
+                handle.write(chunk)
         except BaseException:
-            os.unlink(name)
+            if handle is not None:
+                handle.close()
+                os.unlink(name)
             raise
+        if handle is None:
+            return Body.of(b"".join(chunks))
+        handle.close()
         return Body.from_file(name)
+
+    def _spooled(self, exchange: Exchange) -> Exchange:
+        """Return ``exchange`` with a request body kept in memory written to the spool folder (and read from there)."""
+        req = exchange.request
+        assert req is not None
+        if req.body.path is not None or not req.body.size:
+            return exchange
+        fd, name = tempfile.mkstemp(prefix="stow-", suffix=".body", dir=self.spool_dir)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(req.body.read())
+        return dataclasses.replace(exchange, request=dataclasses.replace(req, body=Body.from_file(name)))
 
     def _reject_malformed(self, stow: StowRequest) -> tuple[int, str] | None:
         """Return (status, reason) when the request cannot be read at all (400/413), else None."""

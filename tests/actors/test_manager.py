@@ -526,8 +526,8 @@ class TestPart10Path:
     @pytest.mark.peer
     def test_tables_gate_lets_through_what_only_dciodvfy_sees_and_judging_reports_it(
             self, tmp_path: Path, dciodvfy_path: str) -> None:
-        ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
-        ds.PhotometricInterpretation = "MONOCHROME2"  # with 3 samples per pixel: a consistency rule of dciodvfy
+        ds = dcmread(io.BytesIO(part10_with_new_uids("part10/secondary-capture")))
+        ds.Modality = ""  # Type 3 in a Secondary Capture (PS3.3 C.8.6.1); dciodvfy holds it to Type 1C
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="tables")) as im:
@@ -535,7 +535,7 @@ class TestPart10Path:
             assert r.status_code == 200, r.text
             wait_for_verdicts(im, 1)
             findings = im.verdicts[0].findings
-        assert any(f.requirement == "CONV-007" and f.message.startswith("dciodvfy") and "Photometric" in f.message
+        assert any(f.requirement == "CONV-007" and f.message.startswith("dciodvfy") and "Modality" in f.message
                    for f in findings), [f.message for f in findings]
 
     def test_file_meta_mismatch_is_rewritten_and_the_judge_cites_the_capturers_rule(self, tmp_path: Path) -> None:

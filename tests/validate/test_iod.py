@@ -630,6 +630,44 @@ class TestBundledTables:
         del ds.PatientID
         assert [m.tag for m in engine.validate_dataset(ds) if m.level is Severity.ERROR] == ["(0010,0020)"]
 
+    @staticmethod
+    def error_tags(ds: Dataset) -> list[str]:
+        return [m.tag for m in iod.DicomValidatorEngine(iod.BUNDLED).validate_dataset(ds) if m.level is Severity.ERROR]
+
+    @pytest.mark.parametrize(("keyword", "value"), [("BitsAllocated", 16), ("BitsStored", 12), ("HighBit", 11)])
+    def test_vl_image_bits_are_enumerated_by_attribute(self, keyword: str, value: int) -> None:
+        # PS3.3 C.8.12.1.1.2 lists three attributes' Enumerated Values in one section
+        info = iod.load_dicom_info(iod.BUNDLED)
+        assert [e["val"] for e in info.modules["vl-image"]["(0028,0100)"]["enums"]] == [[8]]
+        ds = dcmread(PART10 / "vl-photographic.dcm")
+        setattr(ds, keyword, value)
+        assert str(ds[keyword].tag) in self.error_tags(ds)
+
+    def test_vl_image_samples_per_pixel_are_enumerated_per_photometric_interpretation(self) -> None:
+        # PS3.3 C.8.12.1.1.4: Enumerated Values "when Photometric Interpretation is ..."
+        enums = iod.load_dicom_info(iod.BUNDLED).modules["vl-image"]["(0028,0002)"]["enums"]
+        assert [(e["val"], e["cond"]["values"][0]) for e in enums] == [([1], "MONOCHROME2"), ([3], "RGB")]
+        ds = dcmread(PART10 / "vl-photographic-lossless.dcm")  # MONOCHROME2, one sample
+        assert self.error_tags(ds) == []
+        ds.SamplesPerPixel = 3
+        ds.PlanarConfiguration = 0
+        assert "(0028,0002)" in self.error_tags(ds)
+
+    def test_sc_equipment_overrides_the_modality_of_the_general_series(self) -> None:
+        # PS3.3 C.8.6.1: in the Secondary Capture IODs Modality is Type 3; Encapsulated Document Series
+        # keeps it Type 1 for the encapsulated documents
+        info = iod.load_dicom_info(iod.BUNDLED)
+        assert info.iods["1.2.840.10008.5.1.4.1.1.7"]["modules"]["General Series"]["ref"] == \
+            "general-series~sc-equipment"
+        assert info.modules["general-series~sc-equipment"]["(0008,0060)"]["type"] == "3"
+        assert info.modules["general-series"]["(0008,0060)"]["type"] == "1"
+        ds = dcmread(PART10 / "secondary-capture.dcm")
+        del ds.Modality
+        assert self.error_tags(ds) == []
+        ds = dcmread(PART10 / "encapsulated-pdf.dcm")
+        del ds.Modality
+        assert set(self.error_tags(ds)) == {"(0008,0060)"}
+
 
 @pytest.mark.peer
 @pytest.mark.usefixtures("no_network")
@@ -719,26 +757,27 @@ class TestBundledTablesKnownGaps:
         bundled = [m for m in iod.DicomValidatorEngine(iod.BUNDLED).validate(instance) if m.level is Severity.ERROR]
         return reference, bundled
 
-    # consistency between attributes (Photometric Interpretation or Bits Allocated against Samples per Pixel
-    # and the transfer syntax), a 2C condition in prose (Patient Orientation), a PN component over 64
-    # characters: only dciodvfy refuses these
-    @pytest.mark.parametrize(("keyword", "value"), [("PhotometricInterpretation", "MONOCHROME2"),
-                                                    ("SamplesPerPixel", 1), ("BitsAllocated", 16),
-                                                    ("PatientOrientation", None), ("PatientName", "A" * 70 + "^B")])
+    # a 2C condition in prose (Patient Orientation), a PN component over 64 characters: only dciodvfy
+    # refuses these
+    @pytest.mark.parametrize(("keyword", "value"), [("PatientOrientation", None), ("PatientName", "A" * 70 + "^B")])
     def test_known_gaps(self, keyword: str, value: object) -> None:
         reference, bundled = self.verdicts(keyword, value)
         assert reference and not bundled, (reference, bundled)
 
-    # enumerated values, inline (Patient's Sex) and in a section the attribute refers to (Photometric
-    # Interpretation, PS3.3 C.8.12.1.1.1), the Modality the IOD's text fixes and value multiplicity:
-    # both engines refuse them
+    # enumerated values, inline (Patient's Sex), in a section the attribute refers to (Photometric
+    # Interpretation, PS3.3 C.8.12.1.1.1), of one attribute among several (Bits Allocated, C.8.12.1.1.2) or
+    # under a condition (Samples per Pixel with Photometric Interpretation, C.8.12.1.1.4), the Modality the
+    # IOD's text fixes and value multiplicity: both engines refuse them
     @pytest.mark.parametrize(("keyword", "value", "tag"), [("PatientSex", "X", "(0010,0040)"),
+                                                           ("PhotometricInterpretation", "MONOCHROME2", "(0028,0002)"),
+                                                           ("SamplesPerPixel", 1, "(0028,0002)"),
+                                                           ("BitsAllocated", 16, "(0028,0100)"),
                                                            ("BurnedInAnnotation", "MAYBE", "(0028,0301)"),
                                                            ("PhotometricInterpretation", "YBR_FULL", "(0028,0004)"),
                                                            ("Modality", "CT", "(0008,0060)"),
                                                            ("ImageType", "ORIGINAL", "(0008,0008)"),
                                                            ("ImageType", ["BOGUS", "PRIMARY"], "(0008,0008)")])
-    def test_enumerated_values(self, keyword: str, value: str | list[str], tag: str) -> None:
+    def test_enumerated_values(self, keyword: str, value: object, tag: str) -> None:
         reference, bundled = self.verdicts(keyword, value)
         assert reference and tag in [m.tag for m in bundled], (reference, bundled)
 

@@ -15,9 +15,10 @@ Two engines implement :class:`IodValidator`:
   (``data/iod_tables``, built by ``fixtures/build_iod_tables.py``): the IODs of
   the WIC scope only; an instance of another SOP Class is not judged by them.
   They carry each attribute's Type, the conditions dicom-validator can parse and
-  unconditional Enumerated Values; on them the engine also checks the File Meta
-  Information, value multiplicities and the Modality an IOD's text fixes.
-  Consistency rules between attributes are not seen: dciodvfy stays the reference.
+  Enumerated Values (unconditional, or under such a condition); on them the engine
+  also checks the File Meta Information, value multiplicities and the Modality an
+  IOD's text fixes.  Consistency rules between attributes are not seen: dciodvfy
+  stays the reference.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
 that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the

@@ -668,6 +668,12 @@ class TestBundledTables:
         del ds.Modality
         assert set(self.error_tags(ds)) == {"(0008,0060)"}
 
+    def test_a_multi_valued_sop_class_is_an_error_not_an_exception(self) -> None:
+        ds = dcmread(PART10 / "vl-photographic.dcm")
+        ds.SOPClassUID = [ds.SOPClassUID, ds.SOPClassUID]
+        (message,) = iod.DicomValidatorEngine(iod.BUNDLED).validate_dataset(ds)
+        assert message.tag == "(0008,0016)" and "2 values" in message.text
+
 
 @pytest.mark.peer
 @pytest.mark.usefixtures("no_network")

@@ -57,6 +57,7 @@ from typing import Any, Protocol
 from pydicom import Dataset, dcmread
 from pydicom.datadict import DicomDictionary, dictionary_VM, tag_for_keyword
 from pydicom.dataset import FileDataset
+from pydicom.multival import MultiValue
 
 from wic_conformance.dicomweb.exchange import Exchange
 from wic_conformance.dicomweb.part10 import Part10Instance
@@ -583,6 +584,10 @@ class DicomValidatorEngine:
         from dicom_validator.validator.iod_validator import IODValidator
         from dicom_validator.validator.validation_result import ErrorCode, Status
 
+        sop_class = dataset.get("SOPClassUID")
+        if isinstance(sop_class, MultiValue):  # dicom-validator would raise looking the IOD up
+            text = f"SOP Class UID (0008,0016) has {len(sop_class)} values; PS3.6 allows 1"
+            return [IodMessage(Severity.ERROR, text, "(0008,0016)", raw=text)]
         # With NullValidationResultHandler dicom-validator logs nothing, so the root logger is left alone
         # (several threads validate at once in the Image Manager).
         validator = IODValidator(dataset, self._info_for(dataset), error_handler=NullValidationResultHandler(),

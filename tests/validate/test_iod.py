@@ -674,6 +674,15 @@ class TestBundledTables:
         (message,) = iod.DicomValidatorEngine(iod.BUNDLED).validate_dataset(ds)
         assert message.tag == "(0008,0016)" and "2 values" in message.text
 
+    def test_the_rules_run_on_the_bundled_tables_only(self) -> None:
+        ds = mini_dataset(PatientName="A" * 70)  # a PN component group over 64 characters (iod_rules)
+        assert "(0010,0010)" in self.error_tags(ds)
+        iod._load_tables.cache_clear()
+        try:
+            assert iod.DicomValidatorEngine(STANDARD).validate_dataset(ds) == []
+        finally:
+            iod._load_tables.cache_clear()
+
 
 @pytest.mark.peer
 @pytest.mark.usefixtures("no_network")
@@ -741,21 +750,23 @@ class TestBundledTablesPruning:
 @pytest.mark.peer
 @pytest.mark.usefixtures("no_network")
 class TestBundledTablesKnownGaps:
-    """What the bundled engine judges and what it does not (consistency between attributes), against
-    dciodvfy.  The Image Manager's ``tables`` gate lets the latter through; judging
-    runs dciodvfy."""
+    """What both engines refuse, what only dciodvfy refuses (the known gaps) and what only the bundled
+    engine refuses, on variants of the fixtures.  tests/validate/test_iod_parity.py measures the same
+    agreement on a mutation corpus."""
 
     @pytest.fixture(autouse=True)
     def _dciodvfy(self, dciodvfy_path: str) -> None:
         """Require the peer."""
 
     @staticmethod
-    def verdicts(keyword: str, value: object) -> tuple[list[iod.IodMessage], list[iod.IodMessage]]:
-        ds = dcmread(PART10 / "vl-photographic.dcm")
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
+    def verdicts(changes: dict[str, object], base: str = "vl-photographic") -> tuple[list[iod.IodMessage],
+                                                                                      list[iod.IodMessage]]:
+        ds = dcmread(PART10 / f"{base}.dcm")
+        for keyword, value in changes.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         instance = Part10Instance("variant", Body.of(buffer.getvalue()), ds)
@@ -763,12 +774,43 @@ class TestBundledTablesKnownGaps:
         bundled = [m for m in iod.DicomValidatorEngine(iod.BUNDLED).validate(instance) if m.level is Severity.ERROR]
         return reference, bundled
 
-    # a 2C condition in prose (Patient Orientation), a PN component over 64 characters: only dciodvfy
-    # refuses these
-    @pytest.mark.parametrize(("keyword", "value"), [("PatientOrientation", None), ("PatientName", "A" * 70 + "^B")])
-    def test_known_gaps(self, keyword: str, value: object) -> None:
-        reference, bundled = self.verdicts(keyword, value)
+    @staticmethod
+    def region(code_value: str, meaning: str) -> list[Dataset]:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code_value, "99LOCAL", meaning
+        return [item]
+
+    # only dciodvfy refuses these:
+    @pytest.mark.parametrize(("changes", "base"), [
+        # PS3.3 C.8.6.1 makes a Secondary Capture's Modality Type 3, which may be empty; dciodvfy holds it
+        # to Type 1C and refuses it empty
+        ({"Modality": ""}, "secondary-capture"),
+        # Laterality is required for a paired body part (PS3.3 C.7.3.1); dciodvfy requires it for any
+        # region it does not know to be unpaired, the bundled engine only for those known to be paired
+        ({"Laterality": None, "AnatomicRegionSequence": region("R-1", "Left little finger")}, "vl-photographic"),
+    ])
+    def test_known_gaps(self, changes: dict[str, object], base: str) -> None:
+        reference, bundled = self.verdicts(changes, base)
         assert reference and not bundled, (reference, bundled)
+
+    # consistency between attributes (Image Pixel, VL Image against the Transfer Syntax, Number of Frames),
+    # conditions and values stated in prose (Patient Orientation, Laterality), PN component groups over 64
+    # characters and text characters (iod_rules): both engines refuse them
+    @pytest.mark.parametrize(("changes", "base", "tag"), [
+        ({"PatientOrientation": None}, "vl-photographic", "(0020,0020)"),
+        ({"PatientName": "A" * 70 + "^B"}, "vl-photographic", "(0010,0010)"),
+        ({"PhotometricInterpretation": "RGB"}, "vl-photographic", "(0028,0004)"),  # JPEG lossy: YBR_FULL_422
+        ({"PatientOrientation": ["A", "X"]}, "vl-photographic", "(0020,0020)"),
+        ({"Laterality": None}, "vl-photographic", "(0020,0060)"),  # a hand
+        ({"PixelData": None}, "vl-photographic", "(7FE0,0010)"),
+        ({"NumberOfFrames": 2}, "vl-photographic", "(0028,0008)"),
+        ({"Rows": 47}, "secondary-capture", "(7FE0,0010)"),  # native pixel data of another size
+        ({"PlanarConfiguration": 0}, "vl-photographic-lossless", "(0028,0006)"),  # with one sample
+        ({"StudyDescription": "a\x01b"}, "secondary-capture", "(0008,1030)"),
+    ])
+    def test_closed_gaps(self, changes: dict[str, object], base: str, tag: str) -> None:
+        reference, bundled = self.verdicts(changes, base)
+        assert reference and tag in [m.tag for m in bundled], (reference, bundled)
 
     # enumerated values, inline (Patient's Sex), in a section the attribute refers to (Photometric
     # Interpretation, PS3.3 C.8.12.1.1.1), of one attribute among several (Bits Allocated, C.8.12.1.1.2) or
@@ -784,8 +826,16 @@ class TestBundledTablesKnownGaps:
                                                            ("ImageType", "ORIGINAL", "(0008,0008)"),
                                                            ("ImageType", ["BOGUS", "PRIMARY"], "(0008,0008)")])
     def test_enumerated_values(self, keyword: str, value: object, tag: str) -> None:
-        reference, bundled = self.verdicts(keyword, value)
+        reference, bundled = self.verdicts({keyword: value})
         assert reference and tag in [m.tag for m in bundled], (reference, bundled)
+
+    # only the bundled engine refuses these: dicom-validator checks dates and times against the ranges of
+    # PS3.5 Table 6.2-1, dciodvfy only their characters (and allows 16 characters of TM)
+    @pytest.mark.parametrize(("keyword", "value"), [("StudyDate", "20241306"), ("StudyTime", "250000"),
+                                                    ("StudyTime", "070809.12345678")])
+    def test_stricter_than_dciodvfy(self, keyword: str, value: str) -> None:
+        reference, bundled = self.verdicts({keyword: value})
+        assert bundled and not reference, (reference, bundled)
 
 
 class TestIodTextMessages:

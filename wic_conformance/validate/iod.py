@@ -16,9 +16,10 @@ Two engines implement :class:`IodValidator`:
   the WIC scope only; an instance of another SOP Class is not judged by them.
   They carry each attribute's Type, the conditions dicom-validator can parse and
   Enumerated Values (unconditional, or under such a condition); on them the engine
-  also checks the File Meta Information, value multiplicities and the Modality an
-  IOD's text fixes.  Consistency rules between attributes are not seen: dciodvfy
-  stays the reference.
+  also checks the File Meta Information, value multiplicities, the Modality an IOD's
+  text fixes and the rules of :mod:`~wic_conformance.validate.iod_rules` (consistency
+  between attributes, value forms, conditions stated in prose).  dciodvfy stays the
+  reference; ``tests/validate/test_iod_parity.py`` measures their agreement.
 
 Checks (every finding cites **CONV-007**, whatever the instance's origin, so
 that one rule carries every IOD verdict; WIC-IM-002 and STOW-BEH-002 state the
@@ -64,6 +65,7 @@ from wic_conformance.dicomweb.part10 import Part10Instance
 from wic_conformance.errors import ValidatorUnavailableError
 from wic_conformance.findings import Finding, IodViolation, Severity, raise_all
 from wic_conformance.model.enums import IOD_MODALITY, TransferSyntaxUIDValues
+from wic_conformance.validate import iod_rules
 from wic_conformance.validate.registry import CheckContext, Needs, NotApplicable, check
 
 __all__ = [
@@ -499,8 +501,9 @@ class DicomValidatorEngine:
     as dciodvfy reports them; every other result is an error.  On the bundled tables
     the engine also reports what dicom-validator does not check and dciodvfy does:
     the File Meta Information (:func:`file_meta_messages`), the Modality an IOD's
-    text fixes (:func:`iod_text_messages`) and value multiplicities
-    (:func:`multiplicity_messages`).
+    text fixes (:func:`iod_text_messages`), value multiplicities
+    (:func:`multiplicity_messages`) and the rules of
+    :func:`~wic_conformance.validate.iod_rules.rule_messages`.
 
     Parameters
     ----------
@@ -619,7 +622,8 @@ class DicomValidatorEngine:
                 level = Severity.WARNING if error.code is ErrorCode.TagUnexpected else Severity.ERROR
                 messages.append(IodMessage(level, text, tag, module, iod, f"Module {module}: {text}"))
         if self.partial:  # what dicom-validator leaves to the reference and the bundled engine adds
-            extra = (*file_meta_messages(dataset), *iod_text_messages(dataset), *multiplicity_messages(dataset))
+            extra = (*file_meta_messages(dataset), *iod_text_messages(dataset), *multiplicity_messages(dataset),
+                     *iod_rules.rule_messages(dataset))
             messages += [replace(m, iod=iod) for m in extra]
         return messages
 

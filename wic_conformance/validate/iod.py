@@ -66,6 +66,7 @@ from wic_conformance.errors import ValidatorUnavailableError
 from wic_conformance.findings import Finding, IodViolation, Severity, raise_all
 from wic_conformance.model.enums import IOD_MODALITY, TransferSyntaxUIDValues
 from wic_conformance.validate import iod_rules
+from wic_conformance.validate.flat_tables import FlatTablesValidator, is_flat
 from wic_conformance.validate.registry import CheckContext, Needs, NotApplicable, check
 
 __all__ = [
@@ -530,6 +531,8 @@ class DicomValidatorEngine:
         self.suppress_vr_warnings = suppress_vr_warnings
         self.partial = str(standard_path) == BUNDLED
         self._top_level_tags: dict[str, frozenset[str]] = {}
+        # Tables without macro includes (the bundled ones) are walked by the cheaper FlatTablesValidator.
+        self._flat_cache: dict[tuple[Any, ...], Any] | None = {} if is_flat(self.info.modules) else None
 
     def covers(self, instance: Part10Instance) -> bool:
         """Return whether the tables describe the instance's SOP Class (always true for a whole edition).
@@ -593,8 +596,14 @@ class DicomValidatorEngine:
             return [IodMessage(Severity.ERROR, text, "(0008,0016)", raw=text)]
         # With NullValidationResultHandler dicom-validator logs nothing, so the root logger is left alone
         # (several threads validate at once in the Image Manager).
-        validator = IODValidator(dataset, self._info_for(dataset), error_handler=NullValidationResultHandler(),
-                                 suppress_vr_warnings=self.suppress_vr_warnings)
+        info = self._info_for(dataset)
+        handler = NullValidationResultHandler()
+        if self._flat_cache is not None:
+            validator: IODValidator = FlatTablesValidator(dataset, info, error_handler=handler, cache=self._flat_cache,
+                                                          suppress_vr_warnings=self.suppress_vr_warnings)
+        else:
+            validator = IODValidator(dataset, info, error_handler=handler,
+                                     suppress_vr_warnings=self.suppress_vr_warnings)
         result = validator.validate()
         iod = ""
         uid = str(result.sop_class_uid or "")

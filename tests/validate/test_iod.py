@@ -782,9 +782,6 @@ class TestBundledTablesKnownGaps:
 
     # only dciodvfy refuses these:
     @pytest.mark.parametrize(("changes", "base"), [
-        # PS3.3 C.8.6.1 makes a Secondary Capture's Modality Type 3, which may be empty; dciodvfy holds it
-        # to Type 1C and refuses it empty
-        ({"Modality": ""}, "secondary-capture"),
         # Laterality is required for a paired body part (PS3.3 C.7.3.1); dciodvfy requires it for any
         # region it does not know to be unpaired, the bundled engine only for those known to be paired
         ({"Laterality": None, "AnatomicRegionSequence": region("R-1", "Left little finger")}, "vl-photographic"),
@@ -807,6 +804,8 @@ class TestBundledTablesKnownGaps:
         ({"Rows": 47}, "secondary-capture", "(7FE0,0010)"),  # native pixel data of another size
         ({"PlanarConfiguration": 0}, "vl-photographic-lossless", "(0028,0006)"),  # with one sample
         ({"StudyDescription": "a\x01b"}, "secondary-capture", "(0008,1030)"),
+        # PS3.3 C.8.6.1 makes a Secondary Capture's Modality Type 3; dciodvfy holds a present one to Type 1C
+        ({"Modality": ""}, "secondary-capture", "(0008,0060)"),
     ])
     def test_closed_gaps(self, changes: dict[str, object], base: str, tag: str) -> None:
         reference, bundled = self.verdicts(changes, base)

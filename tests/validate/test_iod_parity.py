@@ -59,10 +59,6 @@ KNOWN_DISAGREEMENTS: dict[str, tuple[str, str]] = {
     "*:tm-hour-25": ("bundled", "an hour 25 is no time (PS3.5 Table 6.2-1 TM); dciodvfy checks the digits only"),
     "*:overlong-TM": ("bundled", "a TM of 15 characters has eight fraction digits (PS3.5 allows 14 characters, six "
                                  "digits); dciodvfy allows 16 characters"),
-    # PS3.3 C.8.6.1: the SC Equipment Module's Modality (Type 3) overrides the General Series Module's
-    # Type 1, and a Type 3 attribute may be empty (PS3.5 7.4.5); dciodvfy holds it to Type 1C.
-    "part10/secondary-capture/Modality:empty": ("dciodvfy", "a Secondary Capture's Modality is Type 3 (PS3.3 "
-                                                            "C.8.6.1) and may be empty; dciodvfy refuses it empty"),
 }
 
 #: Mutations dciodvfy cannot judge (it aborts), left out of the comparison.

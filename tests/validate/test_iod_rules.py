@@ -308,6 +308,23 @@ class TestLaterality:
         assert iod_rules.laterality_messages(load("encapsulated-pdf")) == []
 
 
+class TestScModality:
+    @pytest.mark.parametrize(("sop_class", "value", "errors"), [
+        ("1.2.840.10008.5.1.4.1.1.7", "", 1), ("1.2.840.10008.5.1.4.1.1.7.4", "", 1),
+        ("1.2.840.10008.5.1.4.1.1.7", "OT", 0), ("1.2.840.10008.5.1.4.1.1.7", None, 0),
+        ("1.2.840.10008.5.1.4.1.1.77.1.4", "", 0),  # not a Secondary Capture: its Modality is the tables' matter
+    ])
+    def test_present_means_with_a_value(self, sop_class: str, value: str | None, errors: int) -> None:
+        ds = load("secondary-capture")
+        ds.SOPClassUID = sop_class
+        if value is None:
+            del ds.Modality
+        else:
+            ds.Modality = value
+        found = iod_rules.sc_modality_messages(ds)
+        assert len(found) == errors and all(m.tag == "(0008,0060)" for m in found)
+
+
 def test_every_rule_is_run() -> None:
     ds = load("vl-photographic")
     ds.PatientName = "A" * 65

@@ -44,6 +44,7 @@ __all__ = [
     "patient_orientation_messages",
     "person_name_messages",
     "rule_messages",
+    "sc_modality_messages",
     "text_value_messages",
     "vl_photometric_messages",
 ]
@@ -58,8 +59,10 @@ _VL_IODS = frozenset({
 #: The multi-frame Secondary Capture IODs (PS3.3 A.8.2 to A.8.5).
 _MULTI_FRAME_SC_IODS = frozenset({"1.2.840.10008.5.1.4.1.1.7.1", "1.2.840.10008.5.1.4.1.1.7.2",
                                   "1.2.840.10008.5.1.4.1.1.7.3", "1.2.840.10008.5.1.4.1.1.7.4"})
+#: The Secondary Capture image IODs (PS3.3 A.8), with the SC Equipment Module.
+_SC_IODS = _MULTI_FRAME_SC_IODS | {"1.2.840.10008.5.1.4.1.1.7"}
 #: The image IODs: General Series, General Image and Image Pixel Modules.
-_IMAGE_IODS = _VL_IODS | _MULTI_FRAME_SC_IODS | {"1.2.840.10008.5.1.4.1.1.7"}
+_IMAGE_IODS = _VL_IODS | _SC_IODS
 #: The image IODs with the Multi-frame Module; the others describe one frame.
 _MULTI_FRAME_IODS = _MULTI_FRAME_SC_IODS | {"1.2.840.10008.5.1.4.1.1.77.1.1.1", "1.2.840.10008.5.1.4.1.1.77.1.2.1",
                                             "1.2.840.10008.5.1.4.1.1.77.1.4.1"}
@@ -457,9 +460,22 @@ def laterality_messages(ds: Dataset) -> list[iod.IodMessage]:
                    "General Series")]
 
 
+def sc_modality_messages(ds: Dataset) -> list[iod.IodMessage]:
+    """Return an error where a Secondary Capture image has an empty Modality (0008,0060).
+
+    PS3.3 C.8.6.1: the SC Equipment Module's Modality (Type 3) overrides the General Series
+    Module's, so it may be absent; dciodvfy holds a present one to Type 1C (it must have a
+    value), and the gate follows it, so that what it stores passes dciodvfy.
+    """
+    if _sop_class(ds) not in _SC_IODS or "Modality" not in ds or _text(ds, "Modality"):
+        return []
+    return [_error(0x00080060, "Modality is present but empty (held to Type 1C, as dciodvfy holds it)",
+                   "General Series")]
+
+
 def rule_messages(ds: Dataset) -> list[iod.IodMessage]:
     """Return the errors of every rule of this module, in a fixed order."""
     return [*person_name_messages(ds), *text_value_messages(ds), *image_pixel_messages(ds),
             *vl_photometric_messages(ds), *frame_count_messages(ds), *patient_orientation_messages(ds),
-            *laterality_messages(ds)]
+            *laterality_messages(ds), *sc_modality_messages(ds)]
 

@@ -495,6 +495,22 @@ def _load_bundled() -> Any:
     return DicomInfo(read("dict_info"), read("iod_info"), read("module_info"))
 
 
+_FLAT_CACHES: dict[int, tuple[Any, dict[tuple[Any, ...], Any] | None]] = {}
+
+
+def _flat_cache_for(info: Any) -> dict[tuple[Any, ...], Any] | None:
+    """Return the :class:`FlatTablesValidator` cache of loaded tables (one per tables object), ``None`` if not flat.
+
+    Tables are loaded once per folder (:func:`load_dicom_info`), and engines are made per
+    check context, so the cache (and the walk that tells flatness) belongs to the tables.
+    The entry holds the tables, so their id is not reused while it is cached.
+    """
+    entry = _FLAT_CACHES.get(id(info))
+    if entry is None or entry[0] is not info:
+        entry = _FLAT_CACHES[id(info)] = (info, {} if is_flat(info.modules) else None)
+    return entry[1]
+
+
 class DicomValidatorEngine:
     """pydicom's dicom-validator (``IODValidator``) on a locally configured standard edition.
 
@@ -532,7 +548,7 @@ class DicomValidatorEngine:
         self.partial = str(standard_path) == BUNDLED
         self._top_level_tags: dict[str, frozenset[str]] = {}
         # Tables without macro includes (the bundled ones) are walked by the cheaper FlatTablesValidator.
-        self._flat_cache: dict[tuple[Any, ...], Any] | None = {} if is_flat(self.info.modules) else None
+        self._flat_cache = _flat_cache_for(self.info)
 
     def covers(self, instance: Part10Instance) -> bool:
         """Return whether the tables describe the instance's SOP Class (always true for a whole edition).

@@ -449,7 +449,7 @@ def wait_for_verdicts(im: ImageManager, count: int) -> None:
 
 
 class TestPart10Path:
-    """PS3.10 uploads: stored byte for byte, written once, dciodvfy run once per instance."""
+    """PS3.10 uploads: stored byte for byte, written once, the IOD judged once per instance."""
 
     @pytest.mark.peer
     def test_dciodvfy_runs_once_per_instance(self, tmp_path: Path, dciodvfy_path: str,
@@ -469,7 +469,7 @@ class TestPart10Path:
         bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
         buffer = io.BytesIO()
         bad.save_as(buffer, enforce_file_format=True)
-        with ImageManager(ManagerConfig(data_dir=tmp_path)) as im:  # iod_engine "dciodvfy" is the default
+        with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="dciodvfy")) as im:
             r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, good),
                                                    ({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
             assert r.status_code == 202, r.text
@@ -483,7 +483,7 @@ class TestPart10Path:
         assert iod_findings and all(f.location.startswith("request part 2") for f in iod_findings)
 
     @pytest.mark.peer
-    def test_tables_engine_gates_in_process_and_judging_still_runs_dciodvfy(
+    def test_tables_engine_gates_in_process_and_dciodvfy_judges_what_they_leave(
             self, tmp_path: Path, dciodvfy_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
         from wic_conformance.validate import iod
 
@@ -523,20 +523,28 @@ class TestPart10Path:
         assert all(f.location.startswith("request part 2") for f in iod_findings)
         assert {f.message.split(" ")[0] for f in iod_findings} == {"dicom-validator", "dciodvfy"}
 
-    @pytest.mark.peer
-    def test_tables_gate_lets_through_what_only_dciodvfy_sees_and_judging_reports_it(
-            self, tmp_path: Path, dciodvfy_path: str) -> None:
-        ds = dcmread(io.BytesIO(part10_with_new_uids("part10/secondary-capture")))
-        ds.Modality = ""  # Type 3 in a Secondary Capture (PS3.3 C.8.6.1); dciodvfy holds it to Type 1C
+    def test_tables_gate_refuses_a_consistency_defect_and_judging_runs_no_dciodvfy(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        from wic_conformance.validate import iod
+
+        def forbidden(self: iod.Dciodvfy, instance: Any) -> Any:
+            raise AssertionError("dciodvfy ran")
+
+        monkeypatch.setattr(iod.Dciodvfy, "run", forbidden)
+        ds = dcmread(io.BytesIO(part10_with_new_uids("part10/vl-photographic")))
+        ds.PhotometricInterpretation = "MONOCHROME2"  # with 3 samples per pixel (PS3.3 C.7.6.3.1.2)
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
-        with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="tables")) as im:
+        with ImageManager(ManagerConfig(data_dir=tmp_path)) as im:  # iod_engine "tables" is the default
             r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
-            assert r.status_code == 200, r.text
+            assert r.status_code == 409 and "Photometric Interpretation" in r.headers["Warning"], r.text
             wait_for_verdicts(im, 1)
-            findings = im.verdicts[0].findings
-        assert any(f.requirement == "CONV-007" and f.message.startswith("dciodvfy") and "Modality" in f.message
-                   for f in findings), [f.message for f in findings]
+            im.check_errors()
+            verdict = im.verdicts[0]
+        assert not verdict.errors
+        messages = [f.message for f in verdict.findings if f.requirement == "CONV-007"]
+        assert any(m.startswith("dicom-validator") and "Photometric Interpretation" in m for m in messages), messages
+        assert "part10_instance_conforms_to_iod" not in {check for check, _outcome, _ in verdict.judged}
 
     def test_file_meta_mismatch_is_rewritten_and_the_judge_cites_the_capturers_rule(self, tmp_path: Path) -> None:
         data = INDEX["part10/broken-meta-mismatch"].path.read_bytes()

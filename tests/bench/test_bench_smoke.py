@@ -36,8 +36,8 @@ def test_quick_run(dciodvfy_path: str) -> None:
     for series in (*rate.values(), *(v for k, v in large.items() if k != "payload_mib")):
         assert set(series) == SERIES and series["min"] <= series["median"] <= series["max"]
     assert rate["im_per_s"]["min"] > 0 and rate["orthanc_per_s"]["min"] > 0
-    assert rate["im_tables_per_s"]["min"] > 0
-    assert rate["im_tables_per_s"]["max"] <= rate["im_tables_responded_per_s"]["max"] * 1.01
+    assert rate["im_dciodvfy_per_s"]["min"] > 0
+    assert rate["im_dciodvfy_per_s"]["max"] <= rate["im_dciodvfy_responded_per_s"]["max"] * 1.01
     assert rate["im_per_s"]["max"] <= rate["im_responded_per_s"]["max"] * 1.01  # judged no earlier than answered
     assert large["payload_mib"] == 5 and large["im_s"]["min"] > 0 and large["orthanc_s"]["min"] > 0
     assert large["im_peak_rss_growth_mib"]["min"] > 0

@@ -546,7 +546,8 @@ class DicomValidatorEngine:
         self.info = load_dicom_info(standard_path, edition=edition, write_json_cache=write_json_cache)
         self.suppress_vr_warnings = suppress_vr_warnings
         self.partial = str(standard_path) == BUNDLED
-        self._top_level_tags: dict[str, frozenset[str]] = {}
+        self._top_level_tags: dict[str, frozenset[int]] = {}
+        self._pruned: dict[tuple[str, tuple[str, ...]], Any] = {}  # (SOP Class, modules kept) -> tables
         # Tables without macro includes (the bundled ones) are walked by the cheaper FlatTablesValidator.
         self._flat_cache = _flat_cache_for(self.info)
 
@@ -578,18 +579,24 @@ class DicomValidatorEngine:
         definition = self.info.iods.get(uid)
         if definition is None or not self.partial:
             return self.info
-        present = {f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in dataset.keys()}
-        modules = {name: module for name, module in definition["modules"].items()
-                   if not str(module.get("use", "")).startswith("U") or present & self._top_level(module["ref"])}
-        return DicomInfo(self.info.dictionary, {**self.info.iods, uid: {**definition, "modules": modules}},
-                         self.info.modules)
+        present = dataset.keys()
+        kept = tuple(name for name, module in definition["modules"].items()
+                     if not str(module.get("use", "")).startswith("U")
+                     or not self._top_level(module["ref"]).isdisjoint(present))
+        pruned = self._pruned.get((uid, kept))
+        if pruned is None:
+            modules = {name: definition["modules"][name] for name in kept}
+            pruned = DicomInfo(self.info.dictionary, {**self.info.iods, uid: {**definition, "modules": modules}},
+                               self.info.modules)
+            self._pruned[(uid, kept)] = pruned
+        return pruned
 
-    def _top_level(self, ref: str) -> frozenset[str]:
+    def _top_level(self, ref: str) -> frozenset[int]:
         """Return a module's top-level tags as dicom-validator tests them (a repeating group ``60xx`` as ``6000``)."""
         found = self._top_level_tags.get(ref)
         if found is None:
-            tags = (key for key in self.info.modules.get(ref, {}) if key.startswith("("))
-            found = frozenset(f"({key[1:3]}00{key[5:]}" if key[3:5] == "xx" else key for key in tags)
+            keys = (key for key in self.info.modules.get(ref, {}) if key.startswith("("))
+            found = frozenset(int(key[1:3] + ("00" if key[3:5] == "xx" else key[3:5]) + key[6:10], 16) for key in keys)
             self._top_level_tags[ref] = found
         return found
 

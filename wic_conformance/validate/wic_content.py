@@ -263,6 +263,11 @@ def parse_rule(where: str, requirement: str, raw: object) -> AttributeRule:
     )
 
 
+#: Rules already read, by where they come from and the identity of their option value (kept with the
+#: rule, so that an id is not reused while it is cached): judging reads the same options for every exchange.
+_PARSED: dict[tuple[str, int], tuple[object, AttributeRule]] = {}
+
+
 def _rules(ctx: CheckContext, check_name: str) -> list[AttributeRule]:
     """Return the attribute rules configured for the running check (option keys that are catalogue IDs)."""
     rules: list[AttributeRule] = []
@@ -274,7 +279,10 @@ def _rules(ctx: CheckContext, check_name: str) -> list[AttributeRule]:
             raise ConfigError(f"{where}: unknown requirement ID")
         if raw is None:
             continue
-        rules.append(parse_rule(where, str(key), raw))
+        parsed = _PARSED.get((where, id(raw)))
+        if parsed is None or parsed[0] is not raw:
+            parsed = _PARSED[(where, id(raw))] = (raw, parse_rule(where, str(key), raw))
+        rules.append(parsed[1])
     return rules
 
 

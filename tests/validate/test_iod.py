@@ -7,9 +7,7 @@ import io
 import logging
 import os
 import shutil
-import socket
 import stat
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,17 +99,6 @@ def fake_dciodvfy(tmp_path: Path, stderr: str, status: int = 1, sleep: float = 0
     script.write_text(f"#!/bin/sh\nsleep {sleep}\ncat '{tmp_path / 'stderr.txt'}' >&2\nexit {status}\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make any attempt to reach the network fail loudly."""
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(urllib.request, "urlretrieve", refuse)
 
 
 @pytest.fixture

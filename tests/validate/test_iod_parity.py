@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import io
-import socket
-import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,17 +63,6 @@ KNOWN_DISAGREEMENTS: dict[str, tuple[str, str]] = {
 REFERENCE_ABORTS = {
     "part10/secondary-capture/BitsAllocated:=32": "dciodvfy aborts on native OB pixel data with Bits Allocated 32",
 }
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make any attempt to reach the network fail loudly."""
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(urllib.request, "urlretrieve", refuse)
 
 
 # -- the bases ------------------------------------------------------------------------------------

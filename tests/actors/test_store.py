@@ -246,6 +246,35 @@ class TestReading:
         del ds.PixelData
         assert doc == {k: v for k, v in ds.to_json_dict().items()}
 
+    def test_a_resend_during_derivation_keeps_its_own_metadata(self, store: InstanceStore,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        from wic_conformance.actors import store as store_module
+
+        put(store, "1.2.3.1", patient_name="Old^Name")
+        original = store_module.read_part10
+        resent: list[bool] = []
+
+        def racing(*args: Any, **kwargs: Any) -> Any:
+            found = original(*args, **kwargs)  # the file of the row selected before the resend
+            if not resent:
+                resent.append(True)
+                put(store, "1.2.3.1", DuplicatePolicy.REPLACE, patient_name="New^Name")
+            return found
+
+        monkeypatch.setattr(store_module, "read_part10", racing)
+        (during,) = store.metadata(STUDY_A)
+        monkeypatch.undo()
+        assert during["00100010"]["Value"] == [{"Alphabetic": "Old^Name"}]  # what that read saw
+        (after,) = store.metadata(STUDY_A)
+        assert after["00100010"]["Value"] == [{"Alphabetic": "New^Name"}]  # not the older file's, kept
+
+    def test_a_file_gone_meanwhile_gives_empty_metadata_not_a_failed_read(self, store: InstanceStore) -> None:
+        put(store, "1.2.3.1")
+        (path,) = dcm_files(store)
+        path.unlink()
+        assert store.metadata(STUDY_A) == [{}]
+        assert store.search(parse_qido_query("instance", [])) != []
+
     def test_an_unreadable_file_gives_empty_metadata_not_a_failed_read(self, store: InstanceStore,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
         put(store, "1.2.3.1")

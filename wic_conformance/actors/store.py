@@ -66,7 +66,8 @@ __all__ = ["DuplicatePolicy", "InstanceStore", "PutResult", "StagedInstance", "S
 
 log = logging.getLogger(__name__)
 
-_SCHEMA_VERSION = 1
+# 2: ``metadata`` and ``bulk_data`` may be empty (not derived yet); a version 1 index is read as it is.
+_SCHEMA_VERSION = 2
 _SAFE_UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 _CHUNK = 1 << 20  # copy buffer for file-backed bodies
 _UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -566,23 +567,26 @@ class InstanceStore:
         metadata and a logged warning rather than a failed read.
         """
         out: dict[str, tuple[str, str]] = {}
-        derived: list[tuple[str, str, str]] = []
+        derived: list[tuple[str, str, str, str]] = []
         for row in rows:
             sop, metadata, bulk = row["sop_instance_uid"], row["metadata"], row["bulk_data"]
             if not metadata:
-                instance = read_part10(Body.from_file(self._root / row["path"]), location=row["path"])
-                if instance.dataset is None:
-                    log.warning("cannot derive the metadata of %s from %s: %s", sop, row["path"],
-                                "; ".join(d.message for d in instance.deviations))
+                try:
+                    instance = read_part10(Body.from_file(self._root / row["path"]), location=row["path"])
+                    problem = "; ".join(d.message for d in instance.deviations) if instance.dataset is None else ""
+                except OSError as exc:  # replaced or moved meanwhile: the next read finds the new row
+                    instance, problem = None, str(exc)
+                if instance is None or instance.dataset is None:
+                    log.warning("cannot derive the metadata of %s from %s: %s", sop, row["path"], problem)
                     metadata, bulk = "{}", "[]"
                 else:
                     metadata, bulk = _metadata_and_bulk(instance.dataset)
-                    derived.append((metadata, bulk, sop))
+                    derived.append((metadata, bulk, sop, row["sha256"]))
             out[sop] = (metadata, bulk)
-        if derived:
+        if derived:  # only onto the row the file was read for (a resend may have replaced it meanwhile)
             self._connect().executemany(
-                "UPDATE instances SET metadata = ?, bulk_data = ? WHERE sop_instance_uid = ? AND metadata = ''",
-                derived)
+                "UPDATE instances SET metadata = ?, bulk_data = ? WHERE sop_instance_uid = ? AND sha256 = ?"
+                " AND metadata = ''", derived)
         return out
 
     def _insert_row(self, conn: sqlite3.Connection, row: dict[str, Any], rowid: int | None) -> None:
@@ -859,7 +863,7 @@ class InstanceStore:
         with self._transaction() as conn:  # one snapshot for both reads
             rows = conn.execute(
                 f"SELECT i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid, i.metadata, i.bulk_data,"
-                f" i.path FROM instances AS i {where} {_ORDER}", args,
+                f" i.path, i.sha256 FROM instances AS i {where} {_ORDER}", args,
             ).fetchall()
             related = conn.execute(
                 "SELECT study_instance_uid, series_instance_uid, modality, sop_class_uid FROM instances"

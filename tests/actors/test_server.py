@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -90,6 +91,24 @@ class TestRequestHeadBound:
         with AsgiServer(echo_length, http=http, h11_max_incomplete_event_size=1024) as server:
             answer = raw_exchange(server.port, head)
         assert answer.startswith(b"HTTP/1.1 200" if http == "h11" else b"HTTP/1.1 400"), answer[:200]
+
+    def test_a_head_split_over_reads_is_counted_whole(self, http: str) -> None:
+        parts = [b"GET / HTTP/1.1\r\nHost: h\r\nX-A: " + b"a" * 700, b"b" * 700, b"\r\n\r\n"]  # 1.4 KB in all
+        with AsgiServer(echo_length, http=http, h11_max_incomplete_event_size=1024) as server, \
+                socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+            for part in parts:
+                sock.sendall(part)
+                time.sleep(0.05)  # separate reads
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+    def test_a_whole_request_before_a_head_does_not_count(self, http: str) -> None:
+        first = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 840\r\n\r\n" + b"y" * 840
+        second = b"GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + b"p" * 220 + b"\r\nConnection: close\r\n\r\n"
+        assert len(first) < 1024 < len(first) + len(second)
+        with AsgiServer(echo_length, http=http, h11_max_incomplete_event_size=1024) as server:
+            answer = raw_exchange(server.port, first + second)
+        assert answer.count(b"HTTP/1.1 200") == 2, answer
 
     def test_pipelined_requests_are_each_bounded_on_their_own(self, http: str) -> None:
         one = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 600\r\n\r\n" + b"y" * 600

@@ -73,19 +73,24 @@ class ErrorCapture:
 def _bounded_httptools(max_head_bytes: int) -> type[asyncio.Protocol]:
     """Return uvicorn's httptools protocol with a bound on the request head, which httptools itself lacks.
 
-    The bytes of each request head are counted; past ``max_head_bytes`` the connection gets
-    400 and is closed (what uvicorn's h11 protocol answers to an over-long incomplete head),
-    before the parser sees any more of it.  Body bytes that arrive in the same read as the
-    head do not count.  Unlike h11, which only bounds what it buffers of an *incomplete*
-    head, a head over the bound is refused even when it arrives whole.
+    The bytes of each request head are counted, across reads, from the end of the previous
+    request; past ``max_head_bytes`` the connection gets 400 and is closed (what uvicorn's
+    h11 protocol answers to an over-long incomplete head), before the parser sees any more
+    of it.  Body bytes that arrive in the same read as the head do not count, nor does a
+    whole request before it.  The bytes of a pipelined head that arrive in the same read as
+    the end of the request before it are not counted (the parser does not tell where it
+    began), so such a head may exceed the bound by at most that read.  Unlike h11, which only
+    bounds what it buffers of an *incomplete* head, a head over the bound is refused even when
+    it arrives whole.
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._in_head = True
-            self._head_bytes = 0
+            self._in_head = True  # the next bytes belong to a request head
+            self._head_bytes = 0  # bytes of that head fed so far
+            self._completed = 0  # requests read whole on this connection
 
         def data_received(self, data: bytes) -> None:
             if not self._in_head:
@@ -96,27 +101,30 @@ def _bounded_httptools(max_head_bytes: int) -> type[asyncio.Protocol]:
                 self._head_bytes += len(data)
                 super().data_received(data)
                 return
-            # Only bytes of the head count: a read that also carries body bytes is fed up to the
-            # bound first, and the rest only if that completed the head.
+            # Only bytes of the head count: a read that also carries body bytes, or a whole request
+            # and the start of the next, is fed up to the bound first; the rest only if that
+            # completed the head (or a request).
+            completed = self._completed
             self._head_bytes = max_head_bytes
             if room > 0:
                 super().data_received(data[:room])
             if self.transport.is_closing():
                 return
-            if self._in_head:
+            if self._in_head and self._completed == completed:
                 log.warning("request head over %d bytes: refused", max_head_bytes)
                 self.send_400_response("Invalid HTTP request received.")
                 return
             self.data_received(data[room:])
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._in_head = True
-            self._head_bytes = 0
-
         def on_headers_complete(self) -> None:
             self._in_head = False
             super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._completed += 1
+            self._in_head = True
+            self._head_bytes = 0
 
     return BoundedHttpToolsProtocol
 

@@ -178,7 +178,6 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_manager(args: argparse.Namespace, out: TextIO) -> int:
     from wic_conformance.actors.manager import ImageManager, ManagerConfig
-    from wic_conformance.actors.server import AsgiServer
 
     overrides = {"data_dir": args.data, "patients": args.patients,
                  "faults": args.fault or None}
@@ -187,8 +186,7 @@ def _cmd_manager(args: argparse.Namespace, out: TextIO) -> int:
     else:
         config = ManagerConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
     manager = ImageManager(config, catalogue=_catalogue(args.rules))
-    server = AsgiServer(manager.app, host=args.host, port=args.port,
-                        h11_max_incomplete_event_size=config.max_header_bytes)
+    server = manager.make_server(host=args.host, port=args.port)
 
     def announce(url: str) -> None:
         out.write(f"wic-conformance Image Manager\n  STOW-RS  {url}{config.root}/studies\n"

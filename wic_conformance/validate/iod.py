@@ -50,6 +50,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -495,19 +496,21 @@ def _load_bundled() -> Any:
     return DicomInfo(read("dict_info"), read("iod_info"), read("module_info"))
 
 
-_FLAT_CACHES: dict[int, tuple[Any, dict[tuple[Any, ...], Any] | None]] = {}
+# id(tables) -> (a weak reference to them, their FlatTablesValidator cache or None); an entry goes with its tables
+_FLAT_CACHES: dict[int, tuple[weakref.ref[Any], dict[tuple[Any, ...], Any] | None]] = {}
 
 
 def _flat_cache_for(info: Any) -> dict[tuple[Any, ...], Any] | None:
     """Return the :class:`FlatTablesValidator` cache of loaded tables (one per tables object), ``None`` if not flat.
 
     Tables are loaded once per folder (:func:`load_dicom_info`), and engines are made per
-    check context, so the cache (and the walk that tells flatness) belongs to the tables.
-    The entry holds the tables, so their id is not reused while it is cached.
+    check context, so the cache (and the walk that tells flatness) belongs to the tables,
+    and goes with them.
     """
     entry = _FLAT_CACHES.get(id(info))
-    if entry is None or entry[0] is not info:
-        entry = _FLAT_CACHES[id(info)] = (info, {} if is_flat(info.modules) else None)
+    if entry is None or entry[0]() is not info:
+        entry = _FLAT_CACHES[id(info)] = (weakref.ref(info), {} if is_flat(info.modules) else None)
+        weakref.finalize(info, _FLAT_CACHES.pop, id(info), None)
     return entry[1]
 
 

@@ -34,6 +34,7 @@ PS3.18 §10.5.1.4, Annex F.2.
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -264,8 +265,10 @@ def parse_rule(where: str, requirement: str, raw: object) -> AttributeRule:
 
 
 #: Rules already read, by where they come from and the identity of their option value (kept with the
-#: rule, so that an id is not reused while it is cached): judging reads the same options for every exchange.
-_PARSED: dict[tuple[str, int], tuple[object, AttributeRule]] = {}
+#: rule, so that an id is not reused while it is cached): judging reads the same options for every
+#: exchange.  Option values are configuration, never changed in place; the oldest entries go first.
+_PARSED: collections.OrderedDict[tuple[str, int], tuple[object, AttributeRule]] = collections.OrderedDict()
+_PARSED_MAX = 256
 
 
 def _rules(ctx: CheckContext, check_name: str) -> list[AttributeRule]:
@@ -282,6 +285,8 @@ def _rules(ctx: CheckContext, check_name: str) -> list[AttributeRule]:
         parsed = _PARSED.get((where, id(raw)))
         if parsed is None or parsed[0] is not raw:
             parsed = _PARSED[(where, id(raw))] = (raw, parse_rule(where, str(key), raw))
+            while len(_PARSED) > _PARSED_MAX:
+                _PARSED.popitem(last=False)
         rules.append(parsed[1])
     return rules
 

@@ -624,6 +624,14 @@ class TestQueryAndRetrieve:
 
 
 class TestRobustness:
+    def test_forwarding_headers_do_not_change_the_retrieve_urls(self, manager: ImageManager) -> None:
+        part = [({"Content-Type": mt.APPLICATION_DICOM}, part10_with_new_uids("part10/vl-photographic"))]
+        r = post(manager.url, mt.APPLICATION_DICOM, part,
+                 headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 200, r.text
+        (ref,) = store_response(r).referenced
+        assert ref.retrieve_url is not None and ref.retrieve_url.startswith(manager.url + "/studies/")
+
     def test_handler_error_is_a_500_that_says_so_and_the_server_keeps_serving(self, tmp_path: Path) -> None:
         from wic_conformance.actors.manager import StoreOutcome, Submission
 

@@ -195,8 +195,10 @@ class AsgiServer:
         sock.bind((self.host, self._requested_port))
         self._socket = sock
         self.port = sock.getsockname()[1]
+        # No proxy headers: nothing sits in front of these servers, and a peer on loopback must not be
+        # able to set its recorded address or scheme with X-Forwarded-For or X-Forwarded-Proto.
         config = uvicorn.Config(
-            self.capture, log_level="warning", lifespan="off", access_log=False,
+            self.capture, log_level="warning", lifespan="off", access_log=False, proxy_headers=False,
             ssl_certfile=self._ssl[0], ssl_keyfile=self._ssl[1], **self._config_kwargs,  # type: ignore[arg-type]
         )
         return uvicorn.Server(config)

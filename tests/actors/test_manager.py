@@ -25,6 +25,7 @@ from wic_conformance.dicomweb.multipart import decode_multipart, encode_multipar
 from wic_conformance.dicomweb.store_response import parse_store_response
 from wic_conformance.findings import Severity
 from wic_conformance.model.fixtures import FixtureIndex
+from wic_conformance.report.records import read_records
 from wic_conformance.validate.all_checks import REGISTRY
 from wic_conformance.validate.registry import CheckContext, Outcome
 
@@ -436,9 +437,33 @@ class TestJudging:
             wait_for_verdicts(im, 1)
             (exchange,) = im.exchanges
         (record,) = [json.loads(line) for line in (tmp_path / "exchanges.ndjson").read_text().splitlines()]
-        assert record["request"]["body_size"] == len(body)
-        assert Path(record["request"]["body_file"]).read_bytes() == body
-        assert exchange.request is not None and exchange.request.body.path == Path(record["request"]["body_file"])
+        req = record["request"]
+        assert req["body_size"] == len(body)
+        with open(req["body_file"], "rb") as handle:
+            handle.seek(req["body_offset"])
+            assert handle.read(req["body_size"]) == body
+        assert exchange.request is not None and exchange.request.body.path == Path(req["body_file"])
+        assert exchange.request.body.read() == body
+        (recorded,) = read_records(tmp_path)  # and the report reads it back
+        assert recorded.exchange.request is not None and recorded.exchange.request.body.read() == body
+
+    def test_small_bodies_share_one_spool_file(self, tmp_path: Path) -> None:
+        bodies = []
+        with ImageManager(ManagerConfig(data_dir=tmp_path, validate_iod=False)) as im:
+            for _ in range(3):
+                ctype, body = encode_multipart([({"Content-Type": mt.APPLICATION_DICOM},
+                                                 part10_with_new_uids("part10/vl-photographic"))],
+                                               root_type=mt.APPLICATION_DICOM)
+                bodies.append(body)
+                r = requests.post(f"{im.url}/studies", data=body, headers={"Content-Type": ctype, **ACCEPT_JSON},
+                                  timeout=30)
+                assert r.status_code == 200
+            wait_for_verdicts(im, 3)
+        records = list(read_records(tmp_path))
+        assert [r.exchange.request.body.read() for r in records if r.exchange.request] == bodies
+        assert len({r.raw["request"]["body_file"] for r in records}) == 1
+        assert sorted(r.raw["request"]["body_offset"] for r in records) == [0, len(bodies[0]),
+                                                                           len(bodies[0]) + len(bodies[1])]
 
 
 def wait_for_verdicts(im: ImageManager, count: int) -> None:

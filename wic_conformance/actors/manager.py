@@ -128,6 +128,8 @@ TABLES_GATE_MAX_BYTES = 64 << 20
 
 #: Request bodies up to this size are read into memory and written to the spool folder after the answer.
 MEMORY_BODY_BYTES = 1 << 20
+#: The file in the spool folder those bodies are appended to (larger ones have a file each).
+SPOOLED_BODIES = "bodies.bin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +386,8 @@ class ImageManager:
         self._tables = (DicomValidatorEngine(BUNDLED)
                         if self.config.validate_iod and self.config.iod_engine == "tables" else None)
         self._lock = threading.Lock()
+        self._spool_lock = threading.Lock()
+        self._bodies: IO[bytes] | None = None  # spool/bodies.bin, open for appending once a body is spooled
         self._exchanges: list[Exchange] = []
         self._verdicts: list[Verdict] = []
         self._server: Any = None
@@ -420,6 +424,10 @@ class ImageManager:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        with self._spool_lock:
+            if self._bodies is not None:
+                self._bodies.close()
+                self._bodies = None
         self.store.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -520,7 +528,7 @@ class ImageManager:
             "request": {"method": exchange.request.method, "url": exchange.request.url,
                         "headers": list(map(list, exchange.request.headers.redacted().items)),
                         "body_file": str(exchange.request.body.path) if exchange.request.body.path else None,
-                        "body_size": exchange.request.body.size},
+                        "body_offset": exchange.request.body.offset, "body_size": exchange.request.body.size},
             "response": {"status": exchange.response.status,
                          "headers": list(map(list, exchange.response.headers.items)),
                          "body": exchange.response.body.read().decode("utf-8", "replace")},
@@ -671,15 +679,24 @@ class ImageManager:
         return Body.from_file(name)
 
     def _spooled(self, exchange: Exchange) -> Exchange:
-        """Return ``exchange`` with a request body kept in memory written to the spool folder (and read from there)."""
+        """Return ``exchange`` with a request body kept in memory appended to the spool (and read from there).
+
+        Bodies read into memory go one after the other into ``spool/bodies.bin``, which stays
+        open (no file to create per request); the exchange then refers to its byte range.
+        """
         req = exchange.request
         assert req is not None
         if req.body.path is not None or not req.body.size:
             return exchange
-        fd, name = tempfile.mkstemp(prefix="stow-", suffix=".body", dir=self.spool_dir)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(req.body.read())
-        return dataclasses.replace(exchange, request=dataclasses.replace(req, body=Body.from_file(name)))
+        data = req.body.read()
+        with self._spool_lock:
+            if self._bodies is None:
+                self._bodies = open(self.spool_dir / SPOOLED_BODIES, "ab")  # noqa: SIM115 - closed by stop()
+            offset = self._bodies.tell()
+            self._bodies.write(data)
+            self._bodies.flush()
+        body = Body.from_file(self.spool_dir / SPOOLED_BODIES, offset=offset, size=len(data))
+        return dataclasses.replace(exchange, request=dataclasses.replace(req, body=body))
 
     def _reject_malformed(self, stow: StowRequest) -> tuple[int, str] | None:
         """Return (status, reason) when the request cannot be read at all (400/413), else None."""

@@ -4,7 +4,7 @@ The simulated Image Manager appends one JSON line per exchange it receives to
 ``DATA_DIR/exchanges.ndjson``::
 
     {"verdict": {"id", "received", "method", "url", "status", "findings": [...], "check_errors": [...]},
-     "request": {"method", "url", "headers": [[name, value], ...], "body_file", "body_size"},
+     "request": {"method", "url", "headers": [[name, value], ...], "body_file", "body_offset", "body_size"},
      "response": {"status", "headers": [[name, value], ...], "body": "..."}}
 
 :func:`read_records` turns those lines back into :class:`RecordedExchange`
@@ -162,11 +162,17 @@ def _headers(raw: Any) -> Headers:
     return Headers(tuple((str(pair[0]), str(pair[1])) for pair in raw if isinstance(pair, list) and len(pair) == 2))
 
 
-def _spooled(path: Any, size: Any) -> Body:
-    """Return the request body the recorder spooled, when the file is still there and of the recorded size."""
+def _spooled(path: Any, size: Any, offset: Any = None) -> Body:
+    """Return the request body the recorder spooled, when it is still there.
+
+    A record with ``body_offset`` names a byte range (the simulated Image Manager appends
+    small bodies to one spool file); an older one names a whole file of the recorded size.
+    """
     if not isinstance(path, str) or not path:
         return Body()
     try:
+        if isinstance(offset, int) and isinstance(size, int):
+            return Body.from_file(path, offset=offset, size=size)
         body = Body.from_file(path)
     except (OSError, ValueError):
         return Body()
@@ -181,7 +187,7 @@ def _record(index: int, data: dict[str, Any], source: str) -> RecordedExchange:
     request = Request(method=str(req.get("method") or verdict.get("method") or "?"),
                       url=str(req.get("url") or verdict.get("url") or ""),
                       headers=_headers(req.get("headers")).redacted(SECRET_HEADERS),
-                      body=_spooled(req.get("body_file"), req.get("body_size")))
+                      body=_spooled(req.get("body_file"), req.get("body_size"), req.get("body_offset")))
     response = None
     if isinstance(resp, dict):
         body = str(resp.get("body") or "").encode("utf-8")

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import requests
 from pydicom import dcmread, dcmwrite
-from pydicom.uid import UID
 
 from wic_conformance.actors.manager import Auth, FailureReason, ImageManager, ManagerConfig
 from wic_conformance.dicomweb import media_types as mt
@@ -490,13 +489,10 @@ class TestPart10Path:
 
         monkeypatch.setattr(iod.Dciodvfy, "run", counting)
         good = part10_with_new_uids("part10/vl-photographic")
-        bad = dcmread(INDEX["part10/broken-missing-patient-name"].path)
-        bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
-        buffer = io.BytesIO()
-        bad.save_as(buffer, enforce_file_format=True)
+        bad = part10_with_new_uids("part10/broken-missing-patient-name")
         with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="dciodvfy")) as im:
             r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, good),
-                                                   ({"Content-Type": mt.APPLICATION_DICOM}, buffer.getvalue())])
+                                                   ({"Content-Type": mt.APPLICATION_DICOM}, bad)])
             assert r.status_code == 202, r.text
             assert "breaks its IOD" in r.headers["Warning"]
             wait_for_verdicts(im, 1)
@@ -528,20 +524,17 @@ class TestPart10Path:
         monkeypatch.setattr(iod.DicomValidatorEngine, "validate_dataset", counting_tables)
         good = part10_with_new_uids("part10/vl-photographic")
         kos = part10_with_new_uids("part10/kos")
-        bad = dcmread(INDEX["part10/broken-missing-patient-name"].path)
-        bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = UID(f"2.25.{int(time.time() * 1e6)}")
-        buffer = io.BytesIO()
-        bad.save_as(buffer, enforce_file_format=True)
+        bad = part10_with_new_uids("part10/broken-missing-patient-name")
         with ImageManager(ManagerConfig(data_dir=tmp_path, iod_engine="tables")) as im:
             r = post(im.url, mt.APPLICATION_DICOM, [({"Content-Type": mt.APPLICATION_DICOM}, part)
-                                                   for part in (good, buffer.getvalue(), kos)])
+                                                   for part in (good, bad, kos)])
             assert r.status_code == 202, r.text
             assert "breaks its IOD" in r.headers["Warning"] and "(0010,0010)" in r.headers["Warning"]
             wait_for_verdicts(im, 1)
             im.check_errors()
             findings = im.verdicts[0].findings
         # the tables judged the two VL Photographic parts once each (judging reused their verdicts) ...
-        assert sorted(tables) == sorted([str(dcmread(io.BytesIO(good)).SOPInstanceUID), str(bad.SOPInstanceUID)])
+        assert sorted(tables) == sorted(str(dcmread(io.BytesIO(part)).SOPInstanceUID) for part in (good, bad))
         # ... dciodvfy gated the Key Object Selection (a staged .tmp file) and judged the other two parts
         assert sum(name.endswith(".tmp") for name in runs) == 1 and len(runs) == 3
         iod_findings = [f for f in findings if f.requirement == "CONV-007" and f.severity is Severity.ERROR]

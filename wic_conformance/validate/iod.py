@@ -496,8 +496,8 @@ def _load_bundled() -> Any:
     return DicomInfo(read("dict_info"), read("iod_info"), read("module_info"))
 
 
-# id(tables) -> (a weak reference to them, their FlatTablesValidator cache or None); an entry goes with its tables
-_FLAT_CACHES: dict[int, tuple[weakref.ref[Any], dict[tuple[Any, ...], Any] | None]] = {}
+# id(tables) -> their FlatTablesValidator cache, or None; an entry is dropped when its tables are
+_FLAT_CACHES: dict[int, dict[tuple[Any, ...], Any] | None] = {}
 
 
 def _flat_cache_for(info: Any) -> dict[tuple[Any, ...], Any] | None:
@@ -507,11 +507,11 @@ def _flat_cache_for(info: Any) -> dict[tuple[Any, ...], Any] | None:
     check context, so the cache (and the walk that tells flatness) belongs to the tables,
     and goes with them.
     """
-    entry = _FLAT_CACHES.get(id(info))
-    if entry is None or entry[0]() is not info:
-        entry = _FLAT_CACHES[id(info)] = (weakref.ref(info), {} if is_flat(info.modules) else None)
-        weakref.finalize(info, _FLAT_CACHES.pop, id(info), None)
-    return entry[1]
+    key = id(info)
+    if key not in _FLAT_CACHES:
+        _FLAT_CACHES[key] = {} if is_flat(info.modules) else None
+        weakref.finalize(info, _FLAT_CACHES.pop, key, None)
+    return _FLAT_CACHES[key]
 
 
 class DicomValidatorEngine:
